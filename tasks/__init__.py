@@ -1,0 +1,1 @@
+"""Stage functions of the Reddit pipeline: plain functions that do the work, thin Prefect tasks."""

@@ -1,0 +1,108 @@
+"""Reading Reddit dump files (Pushshift / Arctic Shift): zstd-compressed NDJSON, streamed.
+
+Python only moves bytes here; DuckDB parses the JSON (see stage.py). Chunks are cut at newline
+bytes, which never occur inside a multi-byte UTF-8 sequence, so a character split across two
+reads is whole again once the chunk is assembled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from tasks import settings
+
+_MONTHLY = re.compile(r"^(?P<prefix>RS|RC)_\d{4}-\d{2}(-\d{2})?$")
+_PER_SUBREDDIT = re.compile(r"^(?P<sub>.+)_(?P<kind>submissions|comments)$")
+
+
+class DumpError(ValueError):
+    """A dump file that cannot be read at all: wrong name, missing, not zstd."""
+
+
+@dataclass(frozen=True)
+class LineChunk:
+    """Whole lines of decompressed NDJSON; `first_line` is the 1-based number of the first."""
+
+    data: bytes
+    first_line: int
+    line_count: int
+
+
+@dataclass
+class DumpTail:
+    """Set when a dump ends early (truncated download): the complete lines before it are kept."""
+
+    error: str | None = None
+
+
+def dump_kind(path: Path) -> str:
+    """posts or comments, from the dump's file name."""
+    stem = path.name.removesuffix(".zst")
+    if match := _MONTHLY.match(stem):
+        return "posts" if match["prefix"] == "RS" else "comments"
+    if match := _PER_SUBREDDIT.match(stem):
+        return "posts" if match["kind"] == "submissions" else "comments"
+    raise DumpError(
+        f"{path.name}: cannot tell posts from comments by the name; expected RS_YYYY-MM.zst, "
+        "RC_YYYY-MM.zst, <subreddit>_submissions.zst or <subreddit>_comments.zst"
+    )
+
+
+def check_dump(path: Path) -> None:
+    """Fail before any work when a dump is missing or is not a zstd file."""
+    if not path.is_file():
+        raise DumpError(f"dump file not found: {path}")
+    dump_kind(path)
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"\x28\xb5\x2f\xfd":
+        raise DumpError(f"{path} is not a zstd file (expected a .zst dump)")
+
+
+def iter_line_chunks(
+    path: Path,
+    chunk_bytes: int = settings.CHUNK_BYTES,
+    read_bytes: int = settings.READ_BYTES,
+    on_progress: Callable[[int], None] | None = None,
+    tail: DumpTail | None = None,
+) -> Iterator[LineChunk]:
+    """Yield chunks of whole lines, each about `chunk_bytes` long; memory stays near that size.
+
+    `on_progress` receives compressed bytes consumed so far. A truncated or corrupt frame ends
+    the stream: the complete lines before it are yielded and `tail.error` says what happened.
+    """
+    decompressor = zstandard.ZstdDecompressor(max_window_size=settings.ZSTD_MAX_WINDOW_SIZE)
+    pending = bytearray()
+    next_line = 1
+    with path.open("rb") as raw, decompressor.stream_reader(raw, read_size=read_bytes) as reader:
+        while True:
+            try:
+                piece = reader.read(read_bytes)
+            except zstandard.ZstdError as exc:
+                if tail is not None:
+                    tail.error = f"corrupt or truncated zstd data after byte {raw.tell()}: {exc}"
+                    break
+                raise DumpError(f"{path}: corrupt or truncated zstd data: {exc}") from exc
+            if on_progress is not None:
+                on_progress(raw.tell())
+            if not piece:
+                break
+            pending += piece
+            if len(pending) >= chunk_bytes:
+                cut = pending.rfind(b"\n") + 1
+                if cut:
+                    data = bytes(pending[:cut])
+                    del pending[:cut]
+                    count = data.count(b"\n")
+                    yield LineChunk(data, next_line, count)
+                    next_line += count
+    if pending:
+        if not pending.endswith(b"\n"):
+            pending += b"\n"
+        data = bytes(pending)
+        yield LineChunk(data, next_line, data.count(b"\n"))

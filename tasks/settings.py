@@ -1,0 +1,27 @@
+"""Constants shared by every stage. Everything a user may change lives in config.py instead."""
+
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+SQL_DIR = PROJECT_DIR / "sql"
+SAMPLE_DIR = PROJECT_DIR / "data" / "sample"
+LOCAL_DIR = PROJECT_DIR / ".local"
+
+DEFAULT_LAKE_DIR = LOCAL_DIR / "lake"
+DEFAULT_WAREHOUSE_PATH = LOCAL_DIR / "warehouse.duckdb"
+DEFAULT_STATE_PATH = LOCAL_DIR / "state.duckdb"
+
+# Dumps are compressed with windows up to 2 GiB; the zstd default limit (128 MiB) refuses them.
+ZSTD_MAX_WINDOW_SIZE = 2**31
+# Bytes of decompressed NDJSON handed to DuckDB at a time: memory stays bounded by this,
+# not by the size of the dump.
+CHUNK_BYTES = 128 * 1024 * 1024
+READ_BYTES = 4 * 1024 * 1024
+
+RAW_PREFIX = "raw/reddit"
+PROCESSED_PREFIX = "processed/reddit"
+CURATED_PREFIX = "curated/reddit"
+QUARANTINE_PREFIX = "quarantine/reddit"
+
+KINDS = ("posts", "comments")
+FULLNAME_PREFIX = {"posts": "t3_", "comments": "t1_"}
