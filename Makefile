@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Prefect keeps its local database under .local unless the user points it elsewhere
+# (a profile, Prefect Cloud, a self-hosted server).
+export PREFECT_HOME ?= $(CURDIR)/.local/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
 
 .PHONY: run test lint e2e bench sample clean
 
@@ -14,6 +19,7 @@ $(STAMP): pyproject.toml
 
 ## run the reddit_pipeline flow locally on the bundled sample (no server, no cloud, no credentials)
 run: $(STAMP)
+	mkdir -p $(PREFECT_HOME)
 	$(BIN)/python flows/main.py
 
 ## lint, then the whole test suite (end-to-end tests included)

@@ -39,9 +39,7 @@ class PipelineConfig(BaseModel):
     )
     since: datetime | None = Field(None, description="Keep items created at or after (UTC).")
     until: datetime | None = Field(None, description="Keep items created before (UTC).")
-    full_refresh: bool = Field(
-        False, description="Ignore watermarks and re-read the whole window."
-    )
+    full_refresh: bool = Field(False, description="Ignore watermarks and re-read the whole window.")
     overlap: timedelta = Field(
         timedelta(hours=1),
         description="Re-read this much before each watermark, for items that arrive late.",

@@ -9,7 +9,9 @@ import duckdb
 from tasks import settings
 
 
-def connect(path: Path | str | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: Path | str | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that computes dates in UTC whatever the machine's time zone, and
     never draws its own progress bar over ours."""
     if path is not None:
@@ -29,3 +31,8 @@ def read_sql(relative: str) -> str:
 
 def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def path_list(paths: list[str]) -> str:
+    """A SQL list literal of file paths (views and COPY cannot take prepared parameters)."""
+    return "[" + ", ".join(quote_literal(p) for p in paths) + "]"

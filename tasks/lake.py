@@ -91,3 +91,13 @@ class LocalLake:
 
     def describe(self, key: str) -> str:
         return str(self._path(key))
+
+
+def readable_path(lake: Lake, key: str, tmp_dir: Path) -> Path:
+    """A local path an engine can open: the lake's own file, or a copy fetched into tmp_dir."""
+    local = lake.local_path(key)
+    if local is not None:
+        return local
+    target = tmp_dir / key.replace("/", "__")
+    target.write_bytes(lake.get_bytes(key))
+    return target

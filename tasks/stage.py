@@ -20,10 +20,13 @@ import numpy as np
 import pyarrow as pa
 import zstandard
 from isal import igzip
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from tasks import duck, settings
 from tasks.dumps import DumpTail, LineChunk, dump_kind, iter_line_chunks
 from tasks.lake import Lake
+from tasks.progress import file_progress
 
 CODEC_SUFFIX = {"gzip": "ndjson.gz", "zstd": "ndjson.zst"}
 
@@ -60,6 +63,7 @@ class StageResult:
     blank: int = 0
     quarantined: int = 0
     skipped: int = 0
+    read: Counter[str] = field(default_factory=Counter)
     staged: Counter[str] = field(default_factory=Counter)
     raw_keys: list[str] = field(default_factory=list)
     raw_bytes: int = 0
@@ -156,6 +160,7 @@ class ChunkStager:
             )
         self.classify_sql = duck.read_sql("process/classify_lines.sql")
         self.filter_sql = _filter_sql(window)
+        self.subreddit_sql = _filter_sql(Window(subreddits=window.subreddits))
         self.pool = ThreadPoolExecutor(max_workers=2)
 
     def stage(self, chunk: LineChunk, batch_id: str) -> None:
@@ -174,10 +179,13 @@ class ChunkStager:
         self._write_raw(batch_id)
 
     def _quarantine(self, batch_id: str, rejected: list[tuple[int, str, str]]) -> None:
-        rows = rejected + self.con.execute(
-            "select line_no, reason, raw from classified "
-            "where reason is not null and reason <> 'blank' order by line_no"
-        ).fetchall()
+        rows = (
+            rejected
+            + self.con.execute(
+                "select line_no, reason, raw from classified "
+                "where reason is not null and reason <> 'blank' order by line_no"
+            ).fetchall()
+        )
         blank = self.con.execute(
             "select count(*) from classified where reason = 'blank'"
         ).fetchone()
@@ -203,6 +211,14 @@ class ChunkStager:
             f"select count(*) from classified where reason is null and not ({self.filter_sql})"
         ).fetchone()
         res.skipped += kept[0] if kept else 0
+        res.read.update(
+            dict(
+                self.con.execute(
+                    f"select subreddit, count(*) from classified where {self.subreddit_sql} "
+                    "group by subreddit"
+                ).fetchall()
+            )
+        )
         groups = self.con.execute(
             f"""
             select subreddit, dt, count(*) as n, arg_max(id, created_utc), max(created_utc)
@@ -214,7 +230,7 @@ class ChunkStager:
             return
         # One Arrow string column whose values end in '\n', sorted by partition: each
         # partition's file content is then one contiguous slice of the values buffer.
-        lines = self.con.execute(
+        lines = self.con.sql(
             f"""
             select raw || chr(10) as line from classified where {self.filter_sql}
             order by subreddit, dt, line_no
@@ -295,3 +311,12 @@ def stage_records(
         finally:
             stager.close()
     return stager.result
+
+
+@task(name="stage-dump", cache_policy=NO_CACHE)
+def stage_dump_task(
+    path: Path, lake: Lake, window: Window, codec: str, chunk_bytes: int
+) -> StageResult:
+    """Local file in, local lake out: nothing transient to retry, so no retries."""
+    with file_progress(path) as on_progress:
+        return stage_dump(path, lake, window, codec, chunk_bytes, on_progress=on_progress)

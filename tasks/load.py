@@ -1,0 +1,139 @@
+"""Load: curated Parquet -> warehouse tables, through a staging table and one MERGE per table,
+all in one transaction: the warehouse holds the old state or the new one, never a mix.
+
+The MERGE only replaces a row with a strictly newer version, so loading the same files twice
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import duck, faults
+from tasks.lake import Lake, readable_path
+
+# Each warehouse table: its key, and when a matched row is replaced.
+TABLE_KEYS = {
+    "posts": ("id",),
+    "comments": ("id",),
+    "subreddit_daily": ("subreddit", "day"),
+}
+NEWER = "s.retrieved_at > t.retrieved_at or (t.retrieved_at is null and s.retrieved_at is not null)"
+
+
+@dataclass
+class LoadResult:
+    # table -> subreddit -> (rows inserted, rows replaced by a newer version)
+    changes: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+
+    def inserted_totals(self) -> dict[str, int]:
+        return {t: sum(n for n, _ in subs.values()) for t, subs in self.changes.items()}
+
+    def updated_totals(self) -> dict[str, int]:
+        return {t: sum(n for _, n in subs.values()) for t, subs in self.changes.items()}
+
+    @property
+    def changed(self) -> int:
+        return sum(self.inserted_totals().values()) + sum(self.updated_totals().values())
+
+
+def _replace_condition(table: str, columns: list[str]) -> str:
+    if "retrieved_at" in columns:
+        return NEWER
+    keys = TABLE_KEYS[table]
+    return " or ".join(f"s.{c} is distinct from t.{c}" for c in columns if c not in keys)
+
+
+def merge_sql(table: str, columns: list[str]) -> tuple[str, str]:
+    """The count query and the MERGE for one table; plain SQL that DuckDB, PostgreSQL 15+ and
+    Redshift all accept."""
+    keys = TABLE_KEYS[table]
+    on = " and ".join(f"t.{k} = s.{k}" for k in keys)
+    replace = _replace_condition(table, columns)
+    counts = (
+        f"select s.subreddit, count(*) filter (where t.{keys[0]} is null), "
+        f"count(*) filter (where t.{keys[0]} is not null and ({replace})) "
+        f"from stage_{table} s left join {table} t on {on} group by s.subreddit"
+    )
+    merge = (
+        f"merge into {table} t using stage_{table} s on {on} "
+        f"when matched and ({replace}) then update set "
+        + ", ".join(f"{c} = s.{c}" for c in columns if c not in keys)
+        + f" when not matched then insert ({', '.join(columns)}) "
+        f"values ({', '.join('s.' + c for c in columns)})"
+    )
+    return counts, merge
+
+
+def load_duckdb(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
+    """Load curated files into a DuckDB warehouse file."""
+    result = LoadResult()
+    con = duck.connect(warehouse)
+    try:
+        with tempfile.TemporaryDirectory(prefix="reddit-load-") as tmp:
+            con.execute("begin transaction")
+            for table, keys in curated_keys.items():
+                if not keys:
+                    continue
+                paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
+                con.execute(
+                    f"create or replace temp table stage_{table} as "
+                    f"select * exclude (dt) from read_parquet({duck.path_list(paths)}, "
+                    "hive_partitioning = true)"
+                )
+                columns = [row[0] for row in con.execute(f"describe stage_{table}").fetchall()]
+                _ensure_table(con, table, columns)
+                counts, merge = merge_sql(table, columns)
+                result.changes[table] = {
+                    sub: (new, updated) for sub, new, updated in con.execute(counts).fetchall()
+                }
+                con.execute(merge)
+                faults.crash_point(f"load:{table}")
+            con.execute("commit")
+    except BaseException:
+        _rollback(con)
+        raise
+    finally:
+        con.close()
+    return result
+
+
+def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> None:
+    keys = ", ".join(TABLE_KEYS[table])
+    con.execute(f"create table if not exists {table} as select * from stage_{table} where false")
+    # A primary key makes a duplicate impossible, not just unlikely.
+    has_key = con.execute(
+        "select count(*) from duckdb_constraints() "
+        "where table_name = ? and constraint_type = 'PRIMARY KEY'",
+        [table],
+    ).fetchone()
+    if not has_key or not has_key[0]:
+        con.execute(f"alter table {table} add primary key ({keys})")
+    existing = {row[0] for row in con.execute(f"describe {table}").fetchall()}
+    for column in columns:
+        if column not in existing:
+            kind = con.execute(
+                f"select data_type from information_schema.columns "
+                f"where table_name = 'stage_{table}' and column_name = ?",
+                [column],
+            ).fetchone()
+            con.execute(f"alter table {table} add column {column} {kind[0] if kind else 'varchar'}")
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):
+        con.execute("rollback")
+
+
+@task(name="load", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def load_task(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
+    """Retried: a warehouse file or server can be briefly locked or unreachable; the MERGE
+    makes a retry safe."""
+    return load_duckdb(warehouse, lake, curated_keys)

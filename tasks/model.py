@@ -1,0 +1,112 @@
+"""Model: processed Parquet -> staging views -> marts, written as curated Parquet by day.
+
+Marts are rebuilt for every day a run touched, from all processed files of those days, so a
+day's figures are complete however many runs contributed to it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import duck, settings
+from tasks.lake import Lake, readable_path
+from tasks.process import empty_processed_sql
+
+STAGING_MODELS = ("stg_posts", "stg_comments")
+MART_MODELS = ("posts", "comments", "subreddit_daily")
+# Which column of each mart gives its day partition.
+MART_DAY_COLUMN = {"posts": "created_date", "comments": "created_date", "subreddit_daily": "day"}
+
+
+@dataclass
+class ModelResult:
+    dts: list[str]
+    rows: dict[str, int] = field(default_factory=dict)
+    curated_keys: dict[str, list[str]] = field(default_factory=dict)
+
+
+def curated_key(model: str, dt: str) -> str:
+    return f"{settings.CURATED_PREFIX}/{model}/dt={dt}/part-0.parquet"
+
+
+def register_processed(con: duckdb.DuckDBPyConnection, lake: Lake, dts: list[str]) -> None:
+    """Views processed_posts and processed_comments over the given days' Parquet files."""
+    with tempfile.TemporaryDirectory(prefix="reddit-model-") as tmp:
+        for kind in settings.KINDS:
+            keys = [
+                key
+                for dt in dts
+                for key in lake.list_keys(f"{settings.PROCESSED_PREFIX}/{kind}/dt={dt}/")
+                if key.endswith(".parquet")
+            ]
+            if keys:
+                paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
+                con.execute(
+                    f"create or replace table processed_{kind} as "
+                    f"select * exclude (dt) from read_parquet({duck.path_list(paths)}, "
+                    "hive_partitioning = true, union_by_name = true)"
+                )
+            else:
+                con.execute(
+                    f"create or replace table processed_{kind} as "
+                    f"select * exclude (dt) from ({empty_processed_sql(kind)})"
+                )
+
+
+def build_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Run sql/staging then sql/marts in order; marts are materialized as tables."""
+    for name in STAGING_MODELS:
+        con.execute(f"create or replace view {name} as {duck.read_sql(f'staging/{name}.sql')}")
+    rows = {}
+    for name in MART_MODELS:
+        con.execute(f"create or replace table {name} as {duck.read_sql(f'marts/{name}.sql')}")
+        count = con.execute(f"select count(*) from {name}").fetchone()
+        rows[name] = count[0] if count else 0
+    return rows
+
+
+def run_models(lake: Lake, dts: list[str]) -> ModelResult:
+    """Rebuild the marts of the given days and write them to curated/ (one file per day)."""
+    result = ModelResult(dts=sorted(dts))
+    if not dts:
+        return result
+    con = duck.connect()
+    try:
+        register_processed(con, lake, result.dts)
+        result.rows = build_models(con)
+        with tempfile.TemporaryDirectory(prefix="reddit-curated-") as tmp:
+            for model in MART_MODELS:
+                result.curated_keys[model] = _write_curated(con, lake, model, Path(tmp))
+    finally:
+        con.close()
+    return result
+
+
+def _write_curated(con: duckdb.DuckDBPyConnection, lake: Lake, model: str, tmp: Path) -> list[str]:
+    out = tmp / model
+    day = MART_DAY_COLUMN[model]
+    con.execute(
+        f"copy (select *, strftime({day}, '%Y-%m-%d') as dt from {model} order by all) "
+        f"to '{out}' (format parquet, partition_by (dt), filename_pattern 'part_{{i}}', "
+        "compression zstd)"
+    )
+    keys = []
+    for dt_dir in sorted(out.glob("dt=*")):
+        parts = sorted(dt_dir.glob("*.parquet"))
+        if len(parts) != 1:
+            raise RuntimeError(f"expected one curated file in {dt_dir}, found {len(parts)}")
+        key = curated_key(model, dt_dir.name.removeprefix("dt="))
+        lake.put_file(key, parts[0])
+        keys.append(key)
+    return keys
+
+
+@task(name="model", cache_policy=NO_CACHE)
+def model_task(lake: Lake, dts: list[str]) -> ModelResult:
+    return run_models(lake, dts)

@@ -1,0 +1,90 @@
+"""Process: raw batches -> typed Parquet under processed/, one file per (day, batch).
+
+The DuckDB engine lives here; the Glue engine (glue_scripts/) produces the same schema and
+the same keys, so the model step never knows which one ran.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import duck, settings
+from tasks.lake import Lake, readable_path
+
+
+@dataclass
+class ProcessResult:
+    kind: str
+    rows: int = 0
+    processed_keys: list[str] = field(default_factory=list)
+    dts: set[str] = field(default_factory=set)
+
+
+def processed_key(kind: str, dt: str, batch_id: str) -> str:
+    return f"{settings.PROCESSED_PREFIX}/{kind}/dt={dt}/{batch_id}.parquet"
+
+
+def batch_of(raw_key: str) -> str:
+    """raw/.../{batch_id}.ndjson.gz -> batch_id"""
+    return raw_key.rsplit("/", 1)[1].split(".", 1)[0]
+
+
+def process_sql(kind: str) -> str:
+    return duck.read_sql(f"process/{kind}.sql")
+
+
+def empty_processed_sql(kind: str) -> str:
+    """The processed schema with no rows: the process model over no lines."""
+    return (
+        "with raw_lines as (select cast(null as varchar) as raw where false) "
+        f"select * from ({process_sql(kind)})"
+    )
+
+
+def process_batches(lake: Lake, kind: str, raw_keys: list[str]) -> ProcessResult:
+    """Turn the raw batches of one kind into processed Parquet, batch by batch, so memory is
+    bounded by a batch and a rerun rewrites exactly the files it wrote before."""
+    result = ProcessResult(kind=kind)
+    by_batch: dict[str, list[str]] = defaultdict(list)
+    for key in raw_keys:
+        by_batch[batch_of(key)].append(key)
+    con = duck.connect()
+    try:
+        with tempfile.TemporaryDirectory(prefix="reddit-process-") as tmp:
+            for batch_id, keys in sorted(by_batch.items()):
+                paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
+                con.execute(
+                    "create or replace temp view raw_lines as select json::varchar as raw "
+                    f"from read_ndjson_objects({duck.path_list(paths)})"
+                )
+                out = Path(tmp) / batch_id
+                con.execute(
+                    f"copy ({process_sql(kind)}) to '{out}' "
+                    "(format parquet, partition_by (dt), filename_pattern 'part_{i}', "
+                    "compression zstd)"
+                )
+                for dt_dir in sorted(out.glob("dt=*")):
+                    dt = dt_dir.name.removeprefix("dt=")
+                    parts = sorted(dt_dir.glob("*.parquet"))
+                    for index, part in enumerate(parts):
+                        name = batch_id if len(parts) == 1 else f"{batch_id}-{index}"
+                        key = processed_key(kind, dt, name)
+                        lake.put_file(key, part)
+                        result.processed_keys.append(key)
+                    result.dts.add(dt)
+                count = con.execute("select count(*) from raw_lines").fetchone()
+                result.rows += count[0] if count else 0
+    finally:
+        con.close()
+    return result
+
+
+@task(name="process", cache_policy=NO_CACHE)
+def process_task(lake: Lake, kind: str, raw_keys: list[str]) -> ProcessResult:
+    return process_batches(lake, kind, raw_keys)

@@ -1,0 +1,41 @@
+"""Named failures of the Reddit source, so callers and retry policies can tell them apart.
+
+Messages never carry secrets: they are built here from the status, the path and the name of
+the place the credentials came from, and are raised `from None` because asyncprawcore's own
+exceptions keep the request's form data (which holds the password of a script app).
+"""
+
+from __future__ import annotations
+
+
+class RedditAPIError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class RetriableRedditError(RedditAPIError):
+    """A failure worth another try: 5xx, timeout, dropped connection, truncated or bad JSON."""
+
+
+class RateLimitedError(RetriableRedditError):
+    """Reddit answered 429; wait `retry_after` seconds, then try again."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RedditGaveUpError(RedditAPIError):
+    """Retries ran out; the message names the request and the last failure."""
+
+
+class RedditAuthError(RedditAPIError):
+    """Reddit refused the credentials; retrying cannot help."""
+
+
+class RedditUnavailableError(RedditAPIError):
+    """A 403, 404 or redirect: the resource is missing, private, banned or quarantined."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{reason} ({status})")
+        self.status = status
+        self.reason = reason

@@ -1,0 +1,37 @@
+"""Reddit API constants. Anything a caller may change is a keyword argument instead."""
+
+# Reddit's default host names; tests and benchmarks inject a local server instead.
+OAUTH_URL = "https://oauth.reddit.com"
+REDDIT_URL = "https://www.reddit.com"
+ACCESS_TOKEN_PATH = "/api/v1/access_token"
+
+# A listing page holds at most 100 items and a listing about 1000 in all.
+PAGE_SIZE = 100
+# /api/info and /api/morechildren both take at most 100 ids per request.
+INFO_BATCH = 100
+MORECHILDREN_BATCH = 100
+
+LISTING_PATHS = {"posts": "/r/{sub}/new", "comments": "/r/{sub}/comments"}
+KIND_PREFIX = {"posts": "t3_", "comments": "t1_"}
+
+DEFAULT_OVERLAP_SECONDS = 3600.0
+DEFAULT_REFRESH_MAX_AGE_SECONDS = 3 * 24 * 3600.0
+
+# asyncprawcore reads its own timeout once, at import; ours is enforced around each request.
+REQUEST_TIMEOUT_SECONDS = 16.0
+MAX_ATTEMPTS = 6
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 60.0
+# A Retry-After or reset beyond this is not worth waiting for inside one run.
+MAX_RATE_LIMIT_WAIT_SECONDS = 900.0
+
+# Raw lines are compact UTF-8 JSON, the shape DuckDB and the dumps use.
+JSON_SEPARATORS = (",", ":")
+
+ENV_VARS = {
+    "client_id": "REDDIT_CLIENT_ID",
+    "client_secret": "REDDIT_CLIENT_SECRET",
+    "user_agent": "REDDIT_USER_AGENT",
+    "username": "REDDIT_USERNAME",
+    "password": "REDDIT_PASSWORD",
+}

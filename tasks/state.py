@@ -1,0 +1,196 @@
+"""Pipeline state: watermarks per (source, subreddit, kind) and one row per run.
+
+One class over any DB-API connection: a DuckDB file locally, PostgreSQL (psycopg 3) in
+production. The SQL is written once, in the subset both speak; only the placeholder differs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from tasks import duck
+
+SCHEMA = [
+    """
+    create table if not exists pipeline_runs (
+        run_id varchar primary key,
+        flow_run_id varchar,
+        source varchar not null,
+        status varchar not null,
+        started_at timestamp not null,
+        finished_at timestamp,
+        window_start timestamp,
+        window_end timestamp,
+        parameters text,
+        counts text,
+        bytes_read bigint,
+        durations text,
+        error text
+    )
+    """,
+    """
+    create table if not exists watermarks (
+        source varchar not null,
+        subreddit varchar not null,
+        kind varchar not null,
+        created_utc double precision not null,
+        fullname varchar not null,
+        run_id varchar,
+        updated_at timestamp not null,
+        primary key (source, subreddit, kind)
+    )
+    """,
+]
+
+Watermarks = dict[tuple[str, str], tuple[float, str]]
+
+
+class Connection(Protocol):
+    def execute(self, query: str, params: Any = ...) -> Any: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    source: str
+    flow_run_id: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    parameters: dict[str, Any] | None = None
+
+
+def _utc_naive(value: datetime | None) -> datetime | None:
+    """Timestamps are stored as UTC without a zone, the one form both databases agree on."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+class StateStore:
+    def __init__(self, connection: Connection, placeholder: str = "%s") -> None:
+        self.con = connection
+        self.placeholder = placeholder
+
+    def _sql(self, query: str) -> str:
+        return query.replace("%s", self.placeholder)
+
+    def _execute(self, query: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.con.execute(self._sql(query), params)
+
+    def ensure_schema(self) -> None:
+        for statement in SCHEMA:
+            self.con.execute(statement)
+        self.con.commit()
+
+    def start_run(self, run: RunRecord) -> None:
+        self._execute(
+            "insert into pipeline_runs (run_id, flow_run_id, source, status, started_at, "
+            "window_start, window_end, parameters) values (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "on conflict (run_id) do update set status = excluded.status, "
+            "started_at = excluded.started_at",
+            (
+                run.run_id,
+                run.flow_run_id,
+                run.source,
+                "running",
+                _utc_naive(datetime.now(UTC)),
+                _utc_naive(run.window_start),
+                _utc_naive(run.window_end),
+                json.dumps(run.parameters or {}, default=str, sort_keys=True),
+            ),
+        )
+        self.con.commit()
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        counts: dict[str, Any],
+        bytes_read: int,
+        durations: dict[str, float],
+        error: str | None = None,
+    ) -> None:
+        self._execute(
+            "update pipeline_runs set status = %s, finished_at = %s, counts = %s, "
+            "bytes_read = %s, durations = %s, error = %s where run_id = %s",
+            (
+                status,
+                _utc_naive(datetime.now(UTC)),
+                json.dumps(counts, default=str, sort_keys=True),
+                bytes_read,
+                json.dumps({k: round(v, 3) for k, v in durations.items()}),
+                error,
+                run_id,
+            ),
+        )
+        self.con.commit()
+
+    def read_watermarks(self, source: str) -> Watermarks:
+        rows = self._execute(
+            "select subreddit, kind, created_utc, fullname from watermarks where source = %s",
+            (source,),
+        ).fetchall()
+        return {(sub, kind): (float(created), fullname) for sub, kind, created, fullname in rows}
+
+    def advance_watermarks(self, source: str, candidates: Watermarks, run_id: str) -> None:
+        """Move each watermark forward to its candidate, never back, in one transaction."""
+        now = _utc_naive(datetime.now(UTC))
+        for (subreddit, kind), (created, fullname) in sorted(candidates.items()):
+            self._execute(
+                "insert into watermarks (source, subreddit, kind, created_utc, fullname, run_id, "
+                "updated_at) values (%s, %s, %s, %s, %s, %s, %s) "
+                "on conflict (source, subreddit, kind) do update set "
+                "created_utc = excluded.created_utc, fullname = excluded.fullname, "
+                "run_id = excluded.run_id, updated_at = excluded.updated_at "
+                "where excluded.created_utc > watermarks.created_utc "
+                "or (excluded.created_utc = watermarks.created_utc "
+                "and excluded.fullname > watermarks.fullname)",
+                (source, subreddit, kind, created, fullname, run_id, now),
+            )
+        self.con.commit()
+
+    def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        cursor = self._execute(
+            "select run_id, flow_run_id, source, status, started_at, finished_at, counts, error "
+            "from pipeline_runs order by started_at desc limit %s",
+            (limit,),
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class _DuckDBConnection:
+    """DuckDB's connection runs in autocommit unless a transaction is begun; this gives it the
+    commit-after-statements behaviour psycopg has, so StateStore treats both alike."""
+
+    def __init__(self, path: Path) -> None:
+        self.raw = duck.connect(path)
+        self.raw.execute("begin transaction")
+
+    def execute(self, query: str, params: Any = ()) -> Any:
+        return self.raw.execute(query, params)
+
+    def commit(self) -> None:
+        self.raw.execute("commit")
+        self.raw.execute("begin transaction")
+
+    def close(self) -> None:
+        try:
+            self.raw.execute("rollback")
+        finally:
+            self.raw.close()
+
+
+def open_duckdb_state(path: Path) -> StateStore:
+    store = StateStore(_DuckDBConnection(path), placeholder="?")
+    store.ensure_schema()
+    return store

@@ -1,0 +1,123 @@
+"""The run summary: counts per kind and subreddit, time per stage. Printed at the end of a
+run, saved as Prefect artifacts and, as JSON, in the state store's runs table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tasks.load import LoadResult
+from tasks.stage import StageResult
+
+COLUMNS = ("kind", "subreddit", "read", "quarantined", "staged", "new", "updated")
+KIND_TABLE = {"posts": "posts", "comments": "comments"}
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    source: str
+    inputs: list[str]
+    stages: list[StageResult] = field(default_factory=list)
+    load: LoadResult | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+    daily_rows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    status: str = "running"
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(s.quarantined for s in self.stages)
+
+    @property
+    def staged(self) -> int:
+        return sum(sum(s.staged.values()) for s in self.stages)
+
+    @property
+    def raw_bytes(self) -> int:
+        return sum(s.raw_bytes for s in self.stages)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per kind and subreddit, plus one per kind for lines no subreddit owns."""
+        rows = []
+        for kind in ("posts", "comments"):
+            stages = [s for s in self.stages if s.kind == kind]
+            if not stages:
+                continue
+            read: Counter[str] = Counter()
+            staged: Counter[str] = Counter()
+            for stage in stages:
+                read.update(stage.read)
+                staged.update(stage.staged)
+            changes = self.load.changes.get(KIND_TABLE[kind], {}) if self.load else {}
+            for subreddit in sorted(staged):
+                new, updated = changes.get(subreddit, (0, 0))
+                rows.append(
+                    {
+                        "kind": kind,
+                        "subreddit": subreddit,
+                        "read": read[subreddit],
+                        "quarantined": 0,
+                        "staged": staged[subreddit],
+                        "new": new,
+                        "updated": updated,
+                    }
+                )
+            skipped = sum(s.skipped for s in stages)
+            quarantined = sum(s.quarantined for s in stages)
+            if skipped or quarantined:
+                rows.append(
+                    {
+                        "kind": kind,
+                        "subreddit": "(other or malformed)",
+                        "read": quarantined + skipped,
+                        "quarantined": quarantined,
+                        "staged": 0,
+                        "new": 0,
+                        "updated": 0,
+                    }
+                )
+        return rows
+
+    def counts(self) -> dict[str, Any]:
+        """The figures kept in the state store's runs table."""
+        return {
+            "lines": sum(s.lines for s in self.stages),
+            "quarantined": self.quarantined,
+            "quarantine_reasons": dict(sum((s.quarantine_reasons for s in self.stages), Counter())),
+            "skipped": sum(s.skipped for s in self.stages),
+            "staged": self.staged,
+            "loaded_new": dict(self.load.inserted_totals()) if self.load else {},
+            "loaded_updated": dict(self.load.updated_totals()) if self.load else {},
+            "errors": [e for s in self.stages for e in s.errors],
+        }
+
+    def table(self) -> Table:
+        table = Table(title=f"reddit_pipeline run {self.run_id} ({self.source})")
+        for column in COLUMNS:
+            table.add_column(column, justify="left" if column in ("kind", "subreddit") else "right")
+        for row in self.rows():
+            table.add_row(*(str(row[c]) for c in COLUMNS))
+        return table
+
+    def timings_markdown(self) -> str:
+        lines = ["| stage | seconds |", "|---|---:|"]
+        lines += [f"| {stage} | {seconds:.2f} |" for stage, seconds in self.durations.items()]
+        reasons = self.counts()["quarantine_reasons"]
+        if reasons:
+            lines += ["", "| quarantine reason | lines |", "|---|---:|"]
+            lines += [f"| {reason} | {n} |" for reason, n in sorted(reasons.items())]
+        lines += ["", *(f"- {message}" for message in self.messages)]
+        return "\n".join(lines)
+
+    def print(self, console: Console | None = None) -> None:
+        console = console or Console()
+        console.print(self.table())
+        timings = ", ".join(f"{k} {v:.2f}s" for k, v in self.durations.items())
+        console.print(f"stages: {timings}")
+        for message in self.messages:
+            console.print(message)
