@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import zstandard
 
@@ -76,13 +77,13 @@ def iter_line_chunks(
     `on_progress` receives compressed bytes consumed so far. A truncated or corrupt frame ends
     the stream: the complete lines before it are yielded and `tail.error` says what happened.
     """
-    decompressor = zstandard.ZstdDecompressor(max_window_size=settings.ZSTD_MAX_WINDOW_SIZE)
     pending = bytearray()
     next_line = 1
-    with path.open("rb") as raw, decompressor.stream_reader(raw, read_size=read_bytes) as reader:
+    with path.open("rb") as raw:
+        pieces = _decompress(raw, read_bytes)
         while True:
             try:
-                piece = reader.read(read_bytes)
+                piece = next(pieces, b"")
             except zstandard.ZstdError as exc:
                 if tail is not None:
                     tail.error = f"corrupt or truncated zstd data after byte {raw.tell()}: {exc}"
@@ -106,3 +107,23 @@ def iter_line_chunks(
             pending += b"\n"
         data = bytes(pending)
         yield LineChunk(data, next_line, data.count(b"\n"))
+
+
+def _decompress(raw: BinaryIO, read_bytes: int) -> Iterator[memoryview]:
+    """Decompressed pieces of at most `read_bytes`, frame after frame. zstandard's
+    stream_reader returns b"" at a truncated frame just as at a clean end; a decompressobj per
+    frame lets us tell the two apart and raise on truncation."""
+    decompressor = zstandard.ZstdDecompressor(max_window_size=settings.ZSTD_MAX_WINDOW_SIZE)
+    frame, in_frame = decompressor.decompressobj(), False
+    while block := raw.read(read_bytes):
+        while block:
+            in_frame = True
+            piece = memoryview(frame.decompress(block))
+            for start in range(0, len(piece), read_bytes):
+                yield piece[start : start + read_bytes]
+            if frame.eof:
+                block, frame, in_frame = frame.unused_data, decompressor.decompressobj(), False
+            else:
+                block = b""
+    if in_frame:
+        raise zstandard.ZstdError("the input ends inside a zstd frame (truncated file)")

@@ -23,7 +23,7 @@ from isal import igzip
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import duck, settings
+from tasks import duck, faults, settings
 from tasks.dumps import DumpTail, LineChunk, dump_kind, iter_line_chunks
 from tasks.lake import Lake
 from tasks.progress import file_progress
@@ -91,7 +91,7 @@ def compress(data: bytes | memoryview, codec: str) -> bytes:
     # isal's gzip is several times faster than zlib's and writes a standard gzip member;
     # both release the GIL, so partitions compress in parallel threads.
     if codec == "gzip":
-        return igzip.compress(data, compresslevel=1)
+        return igzip.compress(data, compresslevel=1, mtime=0)
     return zstandard.ZstdCompressor(level=3).compress(data)
 
 
@@ -129,7 +129,7 @@ def _sanitize(chunk: LineChunk) -> tuple[bytes, list[tuple[int, str, str]]]:
 def _filter_sql(window: Window) -> str:
     conditions = ["reason is null"]
     if window.subreddits:
-        names = ", ".join(duck.quote_literal(s) for s in window.subreddits)
+        names = ", ".join(duck.quote_literal(s.lower()) for s in window.subreddits)
         conditions.append(f"subreddit in ({names})")
     if window.since:
         conditions.append(f"created_utc >= {window.since.timestamp()}")
@@ -156,7 +156,7 @@ class ChunkStager:
         self.con.execute("create temp table stage_bounds (subreddit varchar, lower_bound double)")
         if window.lower_bounds:
             self.con.executemany(
-                "insert into stage_bounds values (?, ?)", list(window.lower_bounds)
+                "insert into stage_bounds values (lower(?), ?)", list(window.lower_bounds)
             )
         self.classify_sql = duck.read_sql("process/classify_lines.sql")
         self.filter_sql = _filter_sql(window)
@@ -177,6 +177,7 @@ class ChunkStager:
         res.batch_ids.append(batch_id)
         self._quarantine(batch_id, rejected)
         self._write_raw(batch_id)
+        faults.crash_point("stage:chunk")
 
     def _quarantine(self, batch_id: str, rejected: list[tuple[int, str, str]]) -> None:
         rows = (
@@ -282,7 +283,13 @@ def stage_dump(
         stager = ChunkStager(lake, kind, path.name, window, codec, Path(tmp))
         try:
             for index, chunk in enumerate(
-                iter_line_chunks(path, chunk_bytes, on_progress=on_progress, tail=tail)
+                iter_line_chunks(
+                    path,
+                    chunk_bytes,
+                    min(chunk_bytes, settings.READ_BYTES),
+                    on_progress=on_progress,
+                    tail=tail,
+                )
             ):
                 stager.stage(chunk, batch_id_for(path, window, index))
         finally:

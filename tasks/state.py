@@ -194,3 +194,28 @@ def open_duckdb_state(path: Path) -> StateStore:
     store = StateStore(_DuckDBConnection(path), placeholder="?")
     store.ensure_schema()
     return store
+
+
+class _PostgresConnection:
+    """psycopg 3 over the same interface; statements run in a transaction until commit."""
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        self.raw = psycopg.connect(dsn, connect_timeout=10)
+
+    def execute(self, query: str, params: Any = ()) -> Any:
+        return self.raw.execute(query, params)
+
+    def commit(self) -> None:
+        self.raw.commit()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def open_postgres_state(dsn: str) -> StateStore:
+    """The production store: the same tables, created on first use."""
+    store = StateStore(_PostgresConnection(dsn), placeholder="%s")
+    store.ensure_schema()
+    return store

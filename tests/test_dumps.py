@@ -128,11 +128,6 @@ def _truncated_dump(tmp_path: Path) -> tuple[Path, bytes]:
     return path, data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: zstandard's stream_reader returns b'' at the end of a truncated frame instead "
-    "of raising, so iter_line_chunks stops silently and tail.error stays None",
-)
 def test_truncated_dump_keeps_complete_lines_and_sets_tail_error(tmp_path: Path) -> None:
     path, data = _truncated_dump(tmp_path)
     tail = DumpTail()
@@ -147,9 +142,6 @@ def test_truncated_dump_keeps_complete_lines_and_sets_tail_error(tmp_path: Path)
     assert chunks[0].first_line == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: a truncated frame ends the stream silently (see above)"
-)
 def test_truncated_dump_without_a_tail_raises_dump_error(tmp_path: Path) -> None:
     path, _ = _truncated_dump(tmp_path)
     with pytest.raises(DumpError, match="truncated"):

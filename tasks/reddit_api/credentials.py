@@ -23,7 +23,9 @@ PLACEHOLDER_MARKERS = (
     "yourusername",
     "<",
 )
-USER_AGENT_HINT = "'<platform>:<app id>:<version> (by /u/<name>)', e.g. 'linux:redditpipe:0.1.0 (by /u/jane_doe)'"
+USER_AGENT_HINT = (
+    "'<platform>:<app id>:<version> (by /u/<name>)', e.g. 'linux:redditpipe:0.1.0 (by /u/jane_doe)'"
+)
 
 
 def check_user_agent(user_agent: str) -> str:

@@ -90,12 +90,13 @@ class SharedRateLimiter:
         else:
             # Rounded-up readings: the earliest end seen is the tightest bound.
             self._window_end = min(self._window_end, end)
-            self._remaining = min(self._remaining if self._remaining is not None else remaining, remaining)
+            self._remaining = min(
+                self._remaining if self._remaining is not None else remaining, remaining
+            )
         self._learned.set()
 
     def hold(self, seconds: float) -> None:
         """Stop every coroutine for a while, e.g. for a 429's Retry-After."""
-        self.stats.rate_limited += 1
         self._hold_until = max(self._hold_until, self._clock() + seconds)
 
     def _start_window(self, end: float, remaining: int) -> None:

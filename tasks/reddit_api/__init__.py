@@ -1,0 +1,37 @@
+"""Reddit API source: new posts and comments, refreshes and comment trees, via asyncpraw."""
+
+from tasks.reddit_api.client import ClientOptions, RedditClient
+from tasks.reddit_api.comment_trees import fetch_comment_trees
+from tasks.reddit_api.credentials import RedditAuth, check_user_agent, credentials_from_env
+from tasks.reddit_api.errors import (
+    RateLimitedError,
+    RedditAPIError,
+    RedditAuthError,
+    RedditGaveUpError,
+    RedditUnavailableError,
+    RetriableRedditError,
+)
+from tasks.reddit_api.listings import SubredditExtract, extract_api, run_extract
+from tasks.reddit_api.ratelimit import SharedRateLimiter
+from tasks.reddit_api.refresh import posts_to_refresh, refresh_posts
+
+__all__ = [
+    "ClientOptions",
+    "RateLimitedError",
+    "RedditAPIError",
+    "RedditAuth",
+    "RedditAuthError",
+    "RedditClient",
+    "RedditGaveUpError",
+    "RedditUnavailableError",
+    "RetriableRedditError",
+    "SharedRateLimiter",
+    "SubredditExtract",
+    "check_user_agent",
+    "credentials_from_env",
+    "extract_api",
+    "fetch_comment_trees",
+    "posts_to_refresh",
+    "refresh_posts",
+    "run_extract",
+]

@@ -1,0 +1,208 @@
+"""The Reddit client: real asyncpraw, our rate limiter, timeouts and one retry policy."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import asyncpraw
+from asyncprawcore.exceptions import (
+    BadJSON,
+    Forbidden,
+    NotFound,
+    OAuthException,
+    Redirect,
+    ResponseException,
+)
+
+from tasks.reddit_api import settings
+from tasks.reddit_api.credentials import RedditAuth
+from tasks.reddit_api.errors import (
+    RateLimitedError,
+    RedditAuthError,
+    RedditGaveUpError,
+    RedditUnavailableError,
+    RetriableRedditError,
+)
+from tasks.reddit_api.ratelimit import SharedRateLimiter
+from tasks.reddit_api.requestor import ObservingRequestor
+
+Check = Callable[[Any], None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How patient the client is; defaults suit Reddit, tests shrink them."""
+
+    timeout_seconds: float = settings.REQUEST_TIMEOUT_SECONDS
+    max_attempts: int = settings.MAX_ATTEMPTS
+    backoff_base_seconds: float = settings.BACKOFF_BASE_SECONDS
+    backoff_max_seconds: float = settings.BACKOFF_MAX_SECONDS
+    max_rate_limit_wait_seconds: float = settings.MAX_RATE_LIMIT_WAIT_SECONDS
+    # Name of a Prefect global concurrency limit (with slot decay) shared by every worker
+    # that uses the same client id; None keeps the limiting inside this process.
+    global_limit: str | None = None
+
+
+class RedditClient:
+    """One OAuth client: every coroutine using it shares its limiter and its morechildren lock."""
+
+    def __init__(
+        self,
+        auth: RedditAuth,
+        base_url: str | None = None,
+        options: ClientOptions | None = None,
+        limiter: SharedRateLimiter | None = None,
+    ) -> None:
+        self.auth = auth
+        self.options = options or ClientOptions()
+        self.limiter = limiter or SharedRateLimiter(global_limit=self.options.global_limit)
+        # Reddit allows one /api/morechildren request at a time per client.
+        self.morechildren_lock = asyncio.Lock()
+        self._reddit = _make_reddit(auth, base_url, self.limiter)
+
+    async def __aenter__(self) -> RedditClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._reddit.close()
+
+    async def get(
+        self, path: str, params: Mapping[str, str | int] | None = None, check: Check | None = None
+    ) -> Any:
+        """GET a path and return Reddit's parsed JSON untouched, retrying what is retriable.
+
+        `check` validates the shape; a ValueError from it counts as a bad response and is
+        retried like truncated JSON.
+        """
+        last: Exception | None = None
+        for attempt in range(1, self.options.max_attempts + 1):
+            try:
+                data = await self._get_once(path, dict(params or {}))
+                if check is not None:
+                    check(data)
+                return data
+            except RateLimitedError as exc:
+                last = exc
+                self.limiter.stats.rate_limited += 1
+                self.limiter.hold(min(exc.retry_after, self.options.max_rate_limit_wait_seconds))
+            except (RetriableRedditError, ValueError) as exc:
+                last = exc
+                await asyncio.sleep(self._backoff(attempt))
+        raise RedditGaveUpError(
+            f"GET {path}: gave up after {self.options.max_attempts} attempts; last error: {last}"
+        ) from None
+
+    async def _get_once(self, path: str, params: dict[str, str | int]) -> Any:
+        try:
+            async with self.limiter.slot():
+                return await asyncio.wait_for(
+                    self._reddit.request(method="GET", path=path, params=params),
+                    self.options.timeout_seconds,
+                )
+        except TimeoutError:
+            raise RetriableRedditError(
+                f"GET {path}: no answer within {self.options.timeout_seconds:g} s"
+            ) from None
+        except BadJSON:
+            raise RetriableRedditError(f"GET {path}: response is not valid JSON") from None
+        except OAuthException as exc:
+            raise RedditAuthError(_auth_message(self.auth, f"token refused: {exc.error}")) from None
+        except Redirect as exc:
+            raise RedditUnavailableError(
+                exc.response.status, f"not found (redirected to {exc.path})"
+            ) from None
+        except (Forbidden, NotFound) as exc:
+            reason = _describe(exc.response.status, await _body_reason(exc.response))
+            raise RedditUnavailableError(exc.response.status, reason) from None
+        except ResponseException as exc:
+            raise _response_error(self.auth, path, exc) from None
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter, so parallel retries do not land together."""
+        ceiling = self.options.backoff_base_seconds * 2 ** (attempt - 1)
+        return min(self.options.backoff_max_seconds, ceiling) * random.uniform(0.5, 1.0)
+
+
+async def run_all(jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run jobs concurrently; on the first failure cancel the rest and raise that failure.
+
+    asyncio.gather would leave the others running against a client about to be closed, and a
+    TaskGroup would wrap a plain "bad credentials" in an ExceptionGroup.
+    """
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _make_reddit(auth: RedditAuth, base_url: str | None, limiter: SharedRateLimiter) -> Any:
+    urls: dict[str, str] = {}
+    if base_url:
+        base = base_url.rstrip("/")
+        urls = {"oauth_url": base, "reddit_url": base, "short_url": base}
+    return asyncpraw.Reddit(
+        client_id=auth.client_id,
+        client_secret=auth.client_secret.get_secret_value(),
+        user_agent=auth.user_agent,
+        username=auth.username,
+        password=auth.password.get_secret_value() if auth.password else None,
+        check_for_updates=False,
+        requestor_class=ObservingRequestor,
+        requestor_kwargs={"limiter": limiter},
+        **urls,
+    )
+
+
+def _response_error(auth: RedditAuth, path: str, exc: ResponseException) -> Exception:
+    status = exc.response.status
+    at = urlparse(str(exc.response.url)).path
+    if status in (400, 401) and at.endswith(settings.ACCESS_TOKEN_PATH):
+        return RedditAuthError(_auth_message(auth, f"{status} at {settings.ACCESS_TOKEN_PATH}"))
+    if status == 401:
+        return RedditAuthError(_auth_message(auth, f"401 at {at}"))
+    return RuntimeError(f"GET {path}: unexpected HTTP {status} from {at}")
+
+
+def _auth_message(auth: RedditAuth, what: str) -> str:
+    fields = "client_id and client_secret"
+    if auth.username:
+        fields += ", username and password"
+    return (
+        f"Reddit refused the credentials from {auth.source} ({what}): check its {fields} "
+        "(a 'script' app needs the account's username and password; other apps must not set them)"
+    )
+
+
+async def _body_reason(response: Any) -> str | None:
+    """Reddit explains 403/404 in the body: {"reason": "private" | "banned" | ...}."""
+    try:
+        body = await response.json(content_type=None)
+    except Exception:
+        return None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    return str(reason) if reason else None
+
+
+def _describe(status: int, reason: str | None) -> str:
+    if reason:
+        return f"is {reason}"
+    return "not found" if status == 404 else "is forbidden"

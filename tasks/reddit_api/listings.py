@@ -1,0 +1,172 @@
+"""New posts and comments of many subreddits, read concurrently down to their watermarks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.config import SUBREDDIT_PATTERN
+from tasks.reddit_api import settings
+from tasks.reddit_api.client import ClientOptions, RedditClient, run_all
+from tasks.reddit_api.credentials import RedditAuth
+from tasks.reddit_api.errors import RedditUnavailableError
+from tasks.reddit_api.ratelimit import SharedRateLimiter
+from tasks.reddit_api.things import (
+    Watermark,
+    check_listing,
+    children,
+    newer,
+    order_key,
+    raw_line,
+    thing_key,
+)
+
+
+@dataclass
+class SubredditExtract:
+    """What one listing gave: raw lines plus the candidate watermark the flow commits later."""
+
+    subreddit: str
+    kind: str
+    lines: list[bytes]
+    newest: Watermark | None
+    requests: int
+    error: str | None = None
+
+
+@dataclass
+class _Cursor:
+    """Where paging stops: items at or below the floor were read by an earlier run."""
+
+    watermark: Watermark | None
+    overlap_seconds: float
+    seen: dict[str, bytes] = field(default_factory=dict)
+    newest: Watermark | None = None
+
+    def wanted(self, data: dict[str, Any]) -> bool:
+        """New since the watermark, or inside the overlap where late items can appear."""
+        if self.watermark is None:
+            return True
+        created = float(data["created_utc"])
+        return created > self.watermark[0] - self.overlap_seconds or thing_key(data) > order_key(
+            *self.watermark
+        )
+
+
+def check_subreddit_names(subreddits: list[str]) -> list[str]:
+    """Refuse names Reddit cannot have before any request; return them bare and lower-case."""
+    bare = [s.strip().removeprefix("/").removeprefix("r/") for s in subreddits]
+    bad = [s for s in bare if not re.match(SUBREDDIT_PATTERN, s)]
+    if bad:
+        raise ValueError(
+            f"not valid subreddit names: {bad} (2-21 letters, digits or underscores, e.g. 'python')"
+        )
+    return list(dict.fromkeys(s.lower() for s in bare))
+
+
+def check_kinds(kinds: list[str]) -> list[str]:
+    unknown = [k for k in kinds if k not in settings.LISTING_PATHS]
+    if unknown:
+        raise ValueError(
+            f"unknown kinds {unknown}; expected some of {list(settings.LISTING_PATHS)}"
+        )
+    return list(dict.fromkeys(kinds))
+
+
+async def read_listing(
+    client: RedditClient, subreddit: str, kind: str, cursor: _Cursor
+) -> SubredditExtract:
+    """Page with `after` from the newest item down to the watermark (or the ~1000 cap)."""
+    path = settings.LISTING_PATHS[kind].format(sub=subreddit)
+    after: str | None = None
+    requests = 0
+    while True:
+        params: dict[str, str | int] = {"limit": settings.PAGE_SIZE}
+        if after:
+            params["after"] = after
+        payload = await client.get(path, params, check=check_listing)
+        requests += 1
+        reached_floor = _take_page(children(payload), cursor)
+        after = payload["data"].get("after")
+        if reached_floor or not after or not children(payload):
+            break
+    return SubredditExtract(
+        subreddit=subreddit,
+        kind=kind,
+        lines=list(cursor.seen.values()),
+        newest=cursor.newest,
+        requests=requests,
+    )
+
+
+def _take_page(things: list[dict[str, Any]], cursor: _Cursor) -> bool:
+    """Keep the wanted items of one page; True once the page went below the watermark.
+
+    The whole page is filtered rather than stopping at the first old item, so an item a
+    little out of order within the page is not lost.
+    """
+    reached_floor = False
+    for child in things:
+        data = child["data"]
+        cursor.newest = newer(cursor.newest, (float(data["created_utc"]), str(data["name"])))
+        if not cursor.wanted(data):
+            reached_floor = True
+            continue
+        cursor.seen.setdefault(str(data["name"]), raw_line(data))
+    return reached_floor
+
+
+async def _extract_one(
+    client: RedditClient,
+    subreddit: str,
+    kind: str,
+    watermark: Watermark | None,
+    overlap_seconds: float,
+) -> SubredditExtract:
+    cursor = _Cursor(watermark=watermark, overlap_seconds=overlap_seconds)
+    try:
+        return await read_listing(client, subreddit, kind, cursor)
+    except RedditUnavailableError as exc:
+        return SubredditExtract(
+            subreddit=subreddit,
+            kind=kind,
+            lines=[],
+            newest=None,
+            requests=0,
+            error=f"r/{subreddit}: subreddit {exc}",
+        )
+
+
+async def extract_api(
+    auth: RedditAuth,
+    subreddits: list[str],
+    kinds: list[str],
+    watermarks: dict[tuple[str, str], Watermark],
+    overlap_seconds: float = settings.DEFAULT_OVERLAP_SECONDS,
+    base_url: str | None = None,
+    *,
+    options: ClientOptions | None = None,
+    limiter: SharedRateLimiter | None = None,
+) -> list[SubredditExtract]:
+    """Read every (subreddit, kind) listing concurrently through one shared client.
+
+    A missing, private, banned or quarantined subreddit is reported in its own result and
+    the others go on; bad credentials and exhausted retries raise.
+    """
+    names = check_subreddit_names(subreddits)
+    wanted_kinds = check_kinds(kinds)
+    marks = {(s.lower(), k): w for (s, k), w in watermarks.items()}
+    async with RedditClient(auth, base_url, options, limiter) as client:
+        jobs = [
+            _extract_one(client, sub, kind, marks.get((sub, kind)), overlap_seconds)
+            for sub in names
+            for kind in wanted_kinds
+        ]
+        return await run_all(jobs)
+
+
+def run_extract(*args: Any, **kwargs: Any) -> list[SubredditExtract]:
+    """extract_api for synchronous callers (a Prefect task without an event loop)."""
+    return asyncio.run(extract_api(*args, **kwargs))

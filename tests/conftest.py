@@ -1,0 +1,36 @@
+"""Shared fixtures: a Prefect API for the whole session, and per-test lakes, warehouses and
+state stores in temporary folders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A temporary Prefect server for the session; subprocesses reach it by URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> dict[str, Path]:
+    """Where one test's lake, warehouse and state store live."""
+    return {
+        "lake_dir": tmp_path / "lake",
+        "warehouse_path": tmp_path / "warehouse.duckdb",
+        "state_path": tmp_path / "state.duckdb",
+    }

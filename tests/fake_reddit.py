@@ -1,0 +1,515 @@
+"""A fake Reddit that speaks the real wire protocol, for the real asyncpraw (and praw) to talk to.
+
+It runs an aiohttp app on 127.0.0.1 (random port) in a background thread, so synchronous code
+(praw, asyncio.run) and async code can both use it. It enforces Reddit's fixed-window rate limit
+with the X-Ratelimit-* headers (window and limit scaled down for tests), answers 429 past the
+limit, and serves listings, /api/info, comment trees and /api/morechildren in Reddit's JSON
+shapes. Faults are switched on per test with `inject`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+LISTING_CAP = 1000
+SECRET_TOKEN = "fake-access-token"
+RATELIMIT = web.RequestKey("ratelimit", dict)
+# Subreddits that exist but cannot be read, with the bodies Reddit sends for them.
+UNAVAILABLE = {
+    "banned": (404, {"reason": "banned", "message": "Not Found", "error": 404}),
+    "private": (403, {"reason": "private", "message": "Forbidden", "error": 403}),
+    "quarantined": (
+        403,
+        {
+            "reason": "quarantined",
+            "quarantine_message": "...",
+            "message": "Forbidden",
+            "error": 403,
+        },
+    ),
+}
+
+
+@dataclass
+class Fault:
+    """The next `times` requests whose path contains `path` get this fault instead."""
+
+    kind: str  # "429", "500", "503", "hang", "truncated", "malformed"
+    path: str = ""
+    times: int = 1
+    retry_after: float = 1.0
+    hang_seconds: float = 2.0
+
+
+@dataclass
+class Stats:
+    """What the server saw; tests and the benchmark read it."""
+
+    api_requests: int = 0
+    token_requests: int = 0
+    rate_limited: int = 0
+    listing_requests: int = 0
+    listing_items: int = 0
+    morechildren_overlaps: int = 0
+    windows: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    paths: list[str] = field(default_factory=list)
+
+
+class FakeReddit:
+    """Server state plus the thread that serves it; use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        limit: int = 30,
+        window: float = 2.0,
+        client_id: str = "fake-client",
+        client_secret: str = "fake-secret",
+        username: str = "fake_user",
+        password: str = "fake-password",
+    ) -> None:
+        self.limit, self.window = limit, window
+        self.client_id, self.client_secret = client_id, client_secret
+        self.username, self.password = username, password
+        self.stats = Stats()
+        self.faults: list[Fault] = []
+        self.subreddits: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self.unavailable: dict[str, str] = {}
+        self.comments_by_post: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.first_page = 20  # comments rendered by /comments/{id}; the rest are `more`
+        self.max_depth = 4  # deeper replies hide behind "continue this thread"
+        self._next_id = 36**5
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._morechildren_busy = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> FakeReddit:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/access_token", self._token)
+        app.router.add_get("/r/{sub}/new", self._listing)
+        app.router.add_get("/r/{sub}/comments", self._listing)
+        app.router.add_get("/api/info", self._info)
+        app.router.add_get("/comments/{post}", self._thread_view)
+        app.router.add_get("/api/morechildren", self._morechildren)
+        app.router.add_get("/subreddits/search", self._search)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    # ---- content -------------------------------------------------------------------------
+    def new_id(self) -> str:
+        with self._lock:
+            self._next_id += 1
+            return _base36(self._next_id)
+
+    def add_subreddit(self, name: str) -> None:
+        self.subreddits.setdefault(name.lower(), {"posts": [], "comments": []})
+
+    def add_posts(self, sub: str, count: int, start: float, step: float = 10.0) -> list[dict]:
+        """Posts created at start, start+step, ...; ids grow with time as on Reddit."""
+        posts = [make_post(sub, self.new_id(), start + i * step, i) for i in range(count)]
+        self.insert(sub, "posts", posts)
+        return posts
+
+    def add_comments(
+        self, sub: str, post: dict[str, Any], count: int, start: float, step: float = 5.0
+    ) -> list[dict]:
+        """A comment tree: each comment replies to the post or to an earlier comment."""
+        made: list[dict[str, Any]] = []
+        for i in range(count):
+            if i % 5 == 0 or not made:
+                parent = post["name"]
+            elif i % 5 == 4:
+                parent = made[(i * 7) % len(made)]["name"]
+            else:
+                parent = made[-1]["name"]  # a chain of replies, for deep threads
+            made.append(make_comment(sub, self.new_id(), post, parent, start + i * step, i))
+        self.insert(sub, "comments", made)
+        self.comments_by_post[post["id"]].extend(made)
+        return made
+
+    def insert(self, sub: str, kind: str, items: list[dict[str, Any]]) -> None:
+        """Insert items (possibly created in the past: a late arrival) in listing order."""
+        self.add_subreddit(sub)
+        with self._lock:
+            listing = self.subreddits[sub.lower()][kind]
+            listing.extend(items)
+            listing.sort(key=lambda d: (d["created_utc"], int(d["id"], 36)), reverse=True)
+
+    def content(self, sub: str, kind: str) -> list[dict[str, Any]]:
+        """What the listing can show: newest first, capped like Reddit's."""
+        return self.subreddits[sub.lower()][kind][:LISTING_CAP]
+
+    def inject(self, kind: str, path: str = "", times: int = 1, **kwargs: float) -> None:
+        self.faults.append(Fault(kind=kind, path=path, times=times, **kwargs))
+
+    # ---- protocol ------------------------------------------------------------------------
+    async def _token(self, request: web.Request) -> web.Response:
+        self.stats.token_requests += 1
+        form = await request.post()
+        if _basic_auth(request) != (self.client_id, self.client_secret):
+            return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
+        grant = form.get("grant_type")
+        if grant == "password" and (form.get("username"), form.get("password")) != (
+            self.username,
+            self.password,
+        ):
+            return web.json_response({"error": "invalid_grant"})
+        if grant not in ("password", "client_credentials"):
+            return web.json_response({"error": "unsupported_grant_type"})
+        return web.json_response(
+            {
+                "access_token": SECRET_TOKEN,
+                "token_type": "bearer",
+                "expires_in": 86400,
+                "scope": "*",
+            }
+        )
+
+    async def _gate(self, request: web.Request) -> web.StreamResponse | None:
+        """Authorization, the rate limit and injected faults; None lets the request through."""
+        if request.headers.get("Authorization") != f"bearer {SECRET_TOKEN}":
+            return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
+        headers, allowed = self._count(request.path)
+        if not allowed:
+            self.stats.rate_limited += 1
+            return web.json_response(
+                {"message": "Too Many Requests", "error": 429}, status=429, headers=headers
+            )
+        fault = self._take_fault(request.path)
+        if fault is None:
+            request[RATELIMIT] = headers
+            return None
+        return await self._fault_response(request, fault, headers)
+
+    def _count(self, path: str) -> tuple[dict[str, str], bool]:
+        with self._lock:
+            now = time.monotonic() - self._started
+            index = int(now // self.window)
+            used = self.stats.windows[index]
+            allowed = used < self.limit
+            if allowed:
+                used += 1
+                self.stats.windows[index] = used
+                self.stats.api_requests += 1
+                self.stats.paths.append(path)
+            reset = math.ceil((index + 1) * self.window - now)
+        headers = {
+            "x-ratelimit-used": str(used),
+            "x-ratelimit-remaining": f"{float(self.limit - used):.1f}",
+            "x-ratelimit-reset": str(reset),
+        }
+        return headers, allowed
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.path in path:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    async def _fault_response(
+        self, request: web.Request, fault: Fault, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        if fault.kind == "429":
+            self.stats.rate_limited += 1
+            retry = {**headers, "Retry-After": f"{fault.retry_after:g}"}
+            return web.json_response(
+                {"message": "Too Many Requests", "error": 429}, status=429, headers=retry
+            )
+        if fault.kind in ("500", "503"):
+            return web.json_response(
+                {"message": "Server Error", "error": int(fault.kind)},
+                status=int(fault.kind),
+                headers=headers,
+            )
+        if fault.kind == "malformed":
+            return web.Response(
+                text='{"kind": "Listing", "data": {"chil',
+                content_type="application/json",
+                headers=headers,
+            )
+        if fault.kind == "hang":
+            await asyncio.sleep(fault.hang_seconds)
+            return web.json_response({"message": "too late"}, status=504, headers=headers)
+        if fault.kind == "truncated":
+            body = b'{"kind": "Listing", "data": {"after": null, "dist": 0, "children": []}}'
+            response = web.StreamResponse(headers=headers)
+            response.content_type = "application/json"
+            response.content_length = len(body)
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        raise ValueError(f"unknown fault {fault.kind}")
+
+    def _respond(self, request: web.Request, payload: Any) -> web.Response:
+        return web.json_response(payload, headers=request.get(RATELIMIT, {}), dumps=_dumps)
+
+    async def _listing(self, request: web.Request) -> web.StreamResponse:
+        if (blocked := await self._gate(request)) is not None:
+            return blocked
+        sub = request.match_info["sub"].lower()
+        headers = request[RATELIMIT]
+        if sub in self.unavailable:
+            status, body = UNAVAILABLE[self.unavailable[sub]]
+            return web.json_response(body, status=status, headers=headers)
+        if sub not in self.subreddits:
+            raise web.HTTPFound(f"/subreddits/search?q={sub}", headers=headers)
+        kind = "posts" if request.path.endswith("/new") else "comments"
+        items = self.content(sub, kind)
+        limit = min(100, int(request.query.get("limit", 25)))
+        start = 0
+        if after := request.query.get("after"):
+            names = [d["name"] for d in items]
+            start = names.index(after) + 1 if after in names else len(items)
+        page = items[start : start + limit]
+        more = start + limit < len(items)
+        self.stats.listing_requests += 1
+        self.stats.listing_items += len(page)
+        prefix = "t3" if kind == "posts" else "t1"
+        return self._respond(
+            request,
+            _listing([(prefix, d) for d in page], page[-1]["name"] if page and more else None),
+        )
+
+    async def _search(self, request: web.Request) -> web.Response:
+        return web.json_response(_listing([], None))
+
+    async def _info(self, request: web.Request) -> web.StreamResponse:
+        if (blocked := await self._gate(request)) is not None:
+            return blocked
+        wanted = request.query.get("id", "").split(",")
+        by_name = {
+            d["name"]: (("t3" if kind == "posts" else "t1"), d)
+            for lists in self.subreddits.values()
+            for kind, items in lists.items()
+            for d in items
+        }
+        return self._respond(request, _listing([by_name[n] for n in wanted if n in by_name], None))
+
+    async def _thread_view(self, request: web.Request) -> web.StreamResponse:
+        if (blocked := await self._gate(request)) is not None:
+            return blocked
+        post_id = request.match_info["post"]
+        comments = self.comments_by_post.get(post_id, [])
+        post = next(d for s in self.subreddits.values() for d in s["posts"] if d["id"] == post_id)
+        tree = CommentTree(comments, self.first_page, self.max_depth)
+        root = request.query.get("comment")
+        things = tree.render(f"t1_{root}" if root else post["name"], include_root=bool(root))
+        return self._respond(
+            request, [_listing([("t3", post)], None), _listing(things, None, raw=True)]
+        )
+
+    async def _morechildren(self, request: web.Request) -> web.StreamResponse:
+        if self._morechildren_busy:
+            self.stats.morechildren_overlaps += 1
+        self._morechildren_busy = True
+        try:
+            if (blocked := await self._gate(request)) is not None:
+                return blocked
+            await asyncio.sleep(0.005)  # long enough for a second concurrent request to show
+            link = request.query["link_id"].removeprefix("t3_")
+            wanted = set(request.query["children"].split(","))
+            things = [
+                {"kind": "t1", "data": {**c, "replies": ""}}
+                for c in self.comments_by_post.get(link, [])
+                if c["id"] in wanted
+            ]
+            return self._respond(request, {"json": {"errors": [], "data": {"things": things}}})
+        finally:
+            self._morechildren_busy = False
+
+
+class CommentTree:
+    """Renders a post's comments as Reddit does: a first page nested, the rest behind stubs."""
+
+    def __init__(self, comments: list[dict[str, Any]], first_page: int, max_depth: int) -> None:
+        self.kids: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for c in comments:
+            self.kids[c["parent_id"]].append(c)
+        self.budget, self.max_depth = first_page, max_depth
+        self.unrendered: list[str] = []
+
+    def render(self, root: str, include_root: bool) -> list[dict[str, Any]]:
+        if include_root:
+            node = next(c for cs in self.kids.values() for c in cs if c["name"] == root)
+            things = [self._node(node, 0)]
+        else:
+            things = [self._node(c, 0) for c in self.kids[root]]
+        things = [t for t in things if t is not None]
+        if self.unrendered:
+            ids = self.unrendered
+            things.append(_more(ids[0], root, ids))
+        return things
+
+    def _node(self, comment: dict[str, Any], depth: int) -> dict[str, Any] | None:
+        if self.budget <= 0:
+            self._hide(comment)
+            return None
+        self.budget -= 1
+        kids = self.kids[comment["name"]]
+        if not kids:
+            replies: Any = ""
+        elif depth + 1 >= self.max_depth:
+            replies = _listing([_more("_", comment["name"], [], count=len(kids))], None, raw=True)
+        else:
+            rendered = [self._node(k, depth + 1) for k in kids]
+            replies = _listing([r for r in rendered if r is not None], None, raw=True)
+        return {"kind": "t1", "data": {**comment, "depth": depth, "replies": replies}}
+
+    def _hide(self, comment: dict[str, Any]) -> None:
+        self.unrendered.append(comment["id"])
+        for kid in self.kids[comment["name"]]:
+            self._hide(kid)
+
+
+def _more(id_: str, parent: str, children: list[str], count: int | None = None) -> dict:
+    data = {
+        "count": len(children) if count is None else count,
+        "name": f"t1_{id_}",
+        "id": id_,
+        "parent_id": parent,
+        "depth": 0,
+        "children": children,
+    }
+    return {"kind": "more", "data": data}
+
+
+def _listing(things: list, after: str | None, raw: bool = False) -> dict[str, Any]:
+    children = things if raw else [{"kind": k, "data": d} for k, d in things]
+    return {
+        "kind": "Listing",
+        "data": {
+            "after": after,
+            "dist": len(children),
+            "modhash": None,
+            "geo_filter": "",
+            "children": children,
+            "before": None,
+        },
+    }
+
+
+def make_post(sub: str, id_: str, created: float, i: int) -> dict[str, Any]:
+    """A post with the traps raw storage must keep: '[deleted]' authors, unicode, nulls."""
+    return {
+        "subreddit": sub,
+        "subreddit_id": "t5_2qh0u",
+        "id": id_,
+        "name": f"t3_{id_}",
+        "title": f"Post {i} — café ✓ 📈",
+        "selftext": 'line one\nline "two"',
+        "author": "[deleted]" if i % 5 == 0 else f"user_{i % 17}",
+        "created_utc": created,
+        "score": i % 50,
+        "num_comments": i % 7,
+        "over_18": False,
+        "edited": False,
+        "removed_by_category": None,
+        "link_flair_text": None,
+        "permalink": f"/r/{sub}/comments/{id_}/post_{i}/",
+        "url": f"https://example.org/{i}",
+    }
+
+
+def make_comment(sub: str, id_: str, post: dict, parent: str, created: float, i: int) -> dict:
+    return {
+        "subreddit": sub,
+        "id": id_,
+        "name": f"t1_{id_}",
+        "link_id": post["name"],
+        "parent_id": parent,
+        "body": f"comment {i} ünïcode",
+        "author": f"user_{i % 11}",
+        "created_utc": created,
+        "score": 1,
+        "edited": False,
+        "replies": "",
+    }
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while number:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+    return out or "0"
+
+
+def _basic_auth(request: web.Request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return None
+    user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    return user, password
+
+
+def _dumps(payload: Any) -> str:
+    return json.dumps(payload, ensure_ascii=False)
+
+
+# ---- helpers for the tests of tasks.reddit_api -------------------------------------------------
+USER_AGENT = "linux:reddit-pipeline-tests:0.1 (by /u/pipeline_tests)"
+
+
+def auth_for(server: FakeReddit, **overrides: Any) -> Any:
+    """RedditAuth matching the server's app, or not, per the overrides."""
+    from pydantic import SecretStr
+
+    from tasks.reddit_api import RedditAuth
+
+    values: dict[str, Any] = {
+        "client_id": server.client_id,
+        "client_secret": SecretStr(server.client_secret),
+        "user_agent": USER_AGENT,
+        "source": "test credentials",
+    }
+    values.update(overrides)
+    return RedditAuth(**values)
+
+
+def fast_options(**overrides: Any) -> Any:
+    """Client options scaled to the fake: short timeout and backoff."""
+    from tasks.reddit_api import ClientOptions
+
+    values: dict[str, Any] = {
+        "timeout_seconds": 0.5,
+        "backoff_base_seconds": 0.02,
+        "backoff_max_seconds": 0.2,
+    }
+    values.update(overrides)
+    return ClientOptions(**values)

@@ -1,0 +1,226 @@
+"""Extraction of new posts and comments with the real asyncpraw against the fake Reddit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fake_reddit import FakeReddit, auth_for, fast_options
+from pydantic import SecretStr
+
+from tasks.reddit_api import (
+    RedditAuthError,
+    RedditGaveUpError,
+    SubredditExtract,
+    extract_api,
+    run_extract,
+)
+
+START = 1_700_000_000.0
+
+
+@pytest.fixture
+def reddit() -> Iterator[FakeReddit]:
+    with FakeReddit(limit=30, window=2.0) as server:
+        yield server
+
+
+def seed(server: FakeReddit, sub: str = "python", posts: int = 250, comments: int = 180) -> None:
+    made = server.add_posts(sub, posts, START)
+    server.add_comments(sub, made[0], comments, START + 3)
+
+
+def extract(server: FakeReddit, subs: list[str], **kwargs: Any) -> list[SubredditExtract]:
+    kwargs.setdefault("options", fast_options())
+    return asyncio.run(
+        extract_api(
+            auth_for(server),
+            subs,
+            kwargs.pop("kinds", ["posts", "comments"]),
+            kwargs.pop("watermarks", {}),
+            base_url=server.url,
+            **kwargs,
+        )
+    )
+
+
+def by_key(results: list[SubredditExtract]) -> dict[tuple[str, str], SubredditExtract]:
+    return {(r.subreddit, r.kind): r for r in results}
+
+
+def assert_exactly(result: SubredditExtract, expected: list[dict[str, Any]]) -> None:
+    """Every expected item once, byte for byte as the server sent it, and nothing else."""
+    got = [json.loads(line) for line in result.lines]
+    names = [d["name"] for d in got]
+    assert len(names) == len(set(names)), "an item was emitted twice"
+    assert sorted(names) == sorted(d["name"] for d in expected)
+    assert sorted(got, key=lambda d: d["name"]) == sorted(expected, key=lambda d: d["name"])
+
+
+def test_first_run_reads_every_post_and_comment_exactly_as_sent(reddit: FakeReddit) -> None:
+    seed(reddit)
+    results = by_key(extract(reddit, ["Python"]))
+    posts, comments = results["python", "posts"], results["python", "comments"]
+    assert_exactly(posts, reddit.content("python", "posts"))
+    assert_exactly(comments, reddit.content("python", "comments"))
+    newest = reddit.content("python", "posts")[0]
+    assert posts.newest == (newest["created_utc"], newest["name"])
+    assert posts.requests == 3 and posts.error is None
+
+
+def test_raw_lines_keep_deleted_authors_and_unicode_unescaped(reddit: FakeReddit) -> None:
+    seed(reddit, posts=10, comments=0)
+    lines = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"].lines
+    expected = {
+        d["name"]: json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode()
+        for d in reddit.content("python", "posts")
+    }
+    assert sorted(lines) == sorted(expected.values())
+    assert any(b'"author":"[deleted]"' in line for line in lines)
+    assert any("café ✓ 📈".encode() in line for line in lines)
+
+
+def test_listing_stops_at_reddits_thousand_item_cap(reddit: FakeReddit) -> None:
+    reddit.add_posts("python", 1150, START)
+    result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert len(result.lines) == 1000
+    assert result.requests == 10
+
+
+def test_second_run_from_watermark_reads_only_new_items(reddit: FakeReddit) -> None:
+    seed(reddit)
+    first = by_key(extract(reddit, ["python"]))
+    marks = {key: r.newest for key, r in first.items() if r.newest}
+    last_post = reddit.content("python", "posts")[0]
+    new_posts = reddit.add_posts("python", 30, last_post["created_utc"] + 60)
+    before = reddit.stats.api_requests
+    second = by_key(extract(reddit, ["python"], watermarks=marks, overlap_seconds=0))
+    assert_exactly(second["python", "posts"], new_posts)
+    assert_exactly(second["python", "comments"], [])
+    assert reddit.stats.api_requests - before == 2
+    assert second["python", "posts"].newest == (new_posts[-1]["created_utc"], new_posts[-1]["name"])
+
+
+def test_late_item_inside_the_overlap_is_picked_up_by_the_next_run(reddit: FakeReddit) -> None:
+    seed(reddit, posts=400, comments=0)
+    first = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert first.newest is not None
+    late = reddit.add_posts("python", 1, first.newest[0] - 300)  # created before the watermark
+    second = by_key(
+        extract(
+            reddit,
+            ["python"],
+            kinds=["posts"],
+            watermarks={("python", "posts"): first.newest},
+            overlap_seconds=600,
+        )
+    )["python", "posts"]
+    names = {json.loads(line)["name"] for line in second.lines}
+    assert late[0]["name"] in names
+    in_overlap = [
+        d for d in reddit.content("python", "posts") if d["created_utc"] > first.newest[0] - 600
+    ]
+    assert_exactly(second, in_overlap)
+    assert second.requests == 1
+
+
+def test_missing_private_banned_and_quarantined_subreddits_are_reported_while_others_go_on(
+    reddit: FakeReddit,
+) -> None:
+    seed(reddit, posts=50, comments=0)
+    reddit.unavailable.update(
+        {"hidden": "private", "gone": "banned", "edgy": "quarantined"}
+    )
+    for name in ("hidden", "gone", "edgy"):
+        reddit.add_subreddit(name)
+    results = by_key(extract(reddit, ["python", "hidden", "gone", "edgy", "nosuchsub"], kinds=["posts"]))
+    assert_exactly(results["python", "posts"], reddit.content("python", "posts"))
+    assert results["hidden", "posts"].error == "r/hidden: subreddit is private (403)"
+    assert results["gone", "posts"].error == "r/gone: subreddit is banned (404)"
+    assert results["edgy", "posts"].error == "r/edgy: subreddit is quarantined (403)"
+    error = results["nosuchsub", "posts"].error
+    assert error is not None and error.startswith("r/nosuchsub: subreddit not found")
+    assert all(results[s, "posts"].lines == [] for s in ("hidden", "gone", "edgy", "nosuchsub"))
+
+
+def test_invalid_subreddit_name_is_refused_before_any_request(reddit: FakeReddit) -> None:
+    with pytest.raises(ValueError, match="not valid subreddit names"):
+        extract(reddit, ["python", "no spaces/allowed"])
+    assert reddit.stats.api_requests == 0 and reddit.stats.token_requests == 0
+
+
+def test_bad_client_secret_fails_fast_naming_the_source_without_the_secret(
+    reddit: FakeReddit,
+) -> None:
+    seed(reddit, posts=10, comments=0)
+    secret = "wr0ng-s3cret-value"
+    auth = auth_for(reddit, client_secret=SecretStr(secret), source="Prefect block 'reddit-prod'")
+    started = time.monotonic()
+    with pytest.raises(RedditAuthError) as caught:
+        asyncio.run(
+            extract_api(auth, ["python", "other"], ["posts", "comments"], {}, base_url=reddit.url)
+        )
+    assert time.monotonic() - started < 2
+    message = str(caught.value)
+    assert "Prefect block 'reddit-prod'" in message and "401" in message
+    assert secret not in message and secret not in repr(caught.value)
+    assert reddit.stats.api_requests == 0
+
+
+def test_wrong_script_app_password_fails_fast_without_the_password(reddit: FakeReddit) -> None:
+    password = "n0t-the-password"
+    auth = auth_for(reddit, username=reddit.username, password=SecretStr(password))
+    with pytest.raises(RedditAuthError, match="username and password") as caught:
+        asyncio.run(extract_api(auth, ["python"], ["posts"], {}, base_url=reddit.url))
+    assert password not in str(caught.value)
+
+
+def test_script_app_with_right_password_reads_posts(reddit: FakeReddit) -> None:
+    seed(reddit, posts=20, comments=0)
+    auth = auth_for(reddit, username=reddit.username, password=SecretStr(reddit.password))
+    results = asyncio.run(extract_api(auth, ["python"], ["posts"], {}, base_url=reddit.url))
+    assert_exactly(results[0], reddit.content("python", "posts"))
+
+
+@pytest.mark.parametrize(
+    ("fault", "extra"),
+    [
+        ("429", {"retry_after": 0.3}),
+        ("500", {}),
+        ("503", {}),
+        ("hang", {"hang_seconds": 1.5}),
+        ("truncated", {}),
+        ("malformed", {}),
+    ],
+)
+def test_under_fault_extracted_data_equals_server_content(
+    reddit: FakeReddit, fault: str, extra: dict[str, float]
+) -> None:
+    seed(reddit, sub="python")
+    seed(reddit, sub="rust", posts=120, comments=90)
+    reddit.inject(fault, path="/new", times=2, **extra)
+    reddit.inject(fault, path="/comments", times=1, **extra)
+    results = by_key(extract(reddit, ["python", "rust"]))
+    for sub in ("python", "rust"):
+        for kind in ("posts", "comments"):
+            assert_exactly(results[sub, kind], reddit.content(sub, kind))
+    assert all(f.times == 0 for f in reddit.faults)
+
+
+def test_persistent_server_errors_give_up_with_a_clear_message(reddit: FakeReddit) -> None:
+    seed(reddit, posts=10, comments=0)
+    reddit.inject("503", path="/new", times=100)
+    with pytest.raises(RedditGaveUpError, match=r"GET /r/python/new: gave up after 3 attempts.*503"):
+        extract(reddit, ["python"], kinds=["posts"], options=fast_options(max_attempts=3))
+
+
+def test_run_extract_is_a_synchronous_entry_point(reddit: FakeReddit) -> None:
+    seed(reddit, posts=15, comments=0)
+    results = run_extract(
+        auth_for(reddit), ["python"], ["posts"], {}, base_url=reddit.url, options=fast_options()
+    )
+    assert_exactly(results[0], reddit.content("python", "posts"))
