@@ -6,7 +6,11 @@ production. The SQL is written once, in the subset both speak; only the placehol
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +51,10 @@ SCHEMA = [
 ]
 
 Watermarks = dict[tuple[str, str], tuple[float, str]]
+
+
+class StateLockedError(RuntimeError):
+    """Another run holds the state of these subreddits."""
 
 
 class Connection(Protocol):
@@ -164,8 +172,53 @@ class StateStore:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    @contextmanager
+    def subreddit_locks(
+        self, source: str, subreddits: list[str], timeout: float = 60.0
+    ) -> Iterator[None]:
+        """Hold one lock per (source, subreddit) for the run, so two runs over the same
+        subreddit never interleave their watermark updates. The second run waits up to
+        `timeout` seconds, then stops with a message naming the subreddit."""
+        keys = sorted({(sub, _lock_key(source, sub)) for sub in subreddits})
+        acquired: list[int] = []
+        try:
+            for subreddit, key in keys:
+                self._acquire(key, source, subreddit, timeout)
+                acquired.append(key)
+            yield
+        finally:
+            for key in reversed(acquired):
+                self._release(key)
+
+    def _acquire(self, key: int, source: str, subreddit: str, timeout: float) -> None:
+        if self.placeholder != "%s":
+            return  # DuckDB: the state file itself admits one writing process at a time.
+        deadline = time.monotonic() + timeout
+        while True:
+            row = self._execute("select pg_try_advisory_lock(%s)", (key,)).fetchone()
+            self.con.commit()
+            if row and row[0]:
+                return
+            if time.monotonic() >= deadline:
+                raise StateLockedError(
+                    f"another run is updating r/{subreddit} (source {source}); waited "
+                    f"{timeout:.0f}s. Let it finish, or check `pipeline_runs` for a stuck run."
+                )
+            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+    def _release(self, key: int) -> None:
+        if self.placeholder == "%s":
+            self._execute("select pg_advisory_unlock(%s)", (key,))
+            self.con.commit()
+
     def close(self) -> None:
         self.con.close()
+
+
+def _lock_key(source: str, subreddit: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_lock."""
+    digest = hashlib.sha256(f"reddit_pipeline:{source}:{subreddit}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class _DuckDBConnection:
@@ -191,7 +244,18 @@ class _DuckDBConnection:
 
 
 def open_duckdb_state(path: Path) -> StateStore:
-    store = StateStore(_DuckDBConnection(path), placeholder="?")
+    import duckdb
+
+    try:
+        connection = _DuckDBConnection(path)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StateLockedError(
+                f"the state file {path} is in use by another run; wait for it to finish "
+                "(a local DuckDB state file admits one run at a time)"
+            ) from exc
+        raise
+    store = StateStore(connection, placeholder="?")
     store.ensure_schema()
     return store
 

@@ -34,3 +34,23 @@ def paths(tmp_path: Path) -> dict[str, Path]:
         "warehouse_path": tmp_path / "warehouse.duckdb",
         "state_path": tmp_path / "state.duckdb",
     }
+
+
+PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def pg_dsn() -> Iterator[str]:
+    """A fresh PostgreSQL database on this machine's server, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"reddit_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')
+    try:
+        yield PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'drop database if exists "{name}" with (force)')

@@ -113,8 +113,9 @@ class FakeReddit:
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/v1/access_token", self._token)
-        app.router.add_get("/r/{sub}/new", self._listing)
-        app.router.add_get("/r/{sub}/comments", self._listing)
+        for listing in ("new", "comments"):  # praw asks for these with a trailing slash
+            app.router.add_get(f"/r/{{sub}}/{listing}", self._listing)
+            app.router.add_get(f"/r/{{sub}}/{listing}/", self._listing)
         app.router.add_get("/api/info", self._info)
         app.router.add_get("/comments/{post}", self._thread_view)
         app.router.add_get("/api/morechildren", self._morechildren)
@@ -288,7 +289,7 @@ class FakeReddit:
             return web.json_response(body, status=status, headers=headers)
         if sub not in self.subreddits:
             raise web.HTTPFound(f"/subreddits/search?q={sub}", headers=headers)
-        kind = "posts" if request.path.endswith("/new") else "comments"
+        kind = "posts" if request.path.rstrip("/").endswith("/new") else "comments"
         items = self.content(sub, kind)
         limit = min(100, int(request.query.get("limit", 25)))
         start = 0

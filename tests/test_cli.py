@@ -1,0 +1,86 @@
+"""`python flows/main.py`: arguments a user gets wrong end in one line, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import build_parser, parse_config
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "flows" / "main.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_DIR,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "last tuesday"], "not a date or time"),
+        (["--dump-path", "/nonexistent/RC_2024-01.zst"], "dump file not found"),
+        (["--subreddit", "no spaces allowed"], "not a valid subreddit name"),
+        (["--since", "2024-03-05", "--until", "2024-03-01"], "must be before"),
+        (["--source", "sample", "--dump-path", "x.zst"], "needs --source dump"),
+        (["--raw-codec", "lz4"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_non_zero_with_one_line(args: list[str], message: str) -> None:
+    result = _run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error")]) <= 1
+
+
+def test_a_file_that_is_not_a_dump_is_refused_before_any_work(tmp_path: Path) -> None:
+    fake = tmp_path / "RS_2024-01.zst"
+    fake.write_text('{"id": "x"}\n')
+    result = _run("--dump-path", str(fake))
+    assert result.returncode == 2
+    assert "is not a zstd file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_documents_every_option() -> None:
+    text = build_parser().format_help()
+    for option in (
+        "--subreddit",
+        "--since",
+        "--until",
+        "--source",
+        "--dump-path",
+        "--lake-dir",
+        "--warehouse",
+        "--full-refresh",
+    ):
+        assert option in text
+
+
+def test_arguments_become_a_validated_config(tmp_path: Path) -> None:
+    config = parse_config(
+        [
+            "--subreddit",
+            "Python",
+            "--subreddit",
+            "r/DataEngineering",
+            "--since",
+            "2024-03-02",
+            "--warehouse",
+            str(tmp_path / "w.duckdb"),
+            "--full-refresh",
+        ]
+    )
+    assert config.subreddits == ["dataengineering", "python"]
+    assert config.since is not None and config.since.isoformat() == "2024-03-02T00:00:00+00:00"
+    assert config.full_refresh
+    assert config.source == "sample"

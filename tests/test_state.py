@@ -1,0 +1,131 @@
+"""The state store, the same tests over a DuckDB file and over this machine's PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tasks.state import (
+    RunRecord,
+    StateLockedError,
+    StateStore,
+    open_duckdb_state,
+    open_postgres_state,
+)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    if request.param == "duckdb":
+        state = open_duckdb_state(tmp_path / "state.duckdb")
+    else:
+        state = open_postgres_state(request.getfixturevalue("pg_dsn"))
+    yield state
+    state.close()
+
+
+def test_watermarks_only_move_forward(store: StateStore) -> None:
+    store.advance_watermarks("dump", {("python", "posts"): (200.0, "t3_b")}, "run-1")
+    store.advance_watermarks(
+        "dump",
+        {("python", "posts"): (100.0, "t3_a"), ("rust", "posts"): (50.0, "t3_r")},
+        "run-2",
+    )
+    store.advance_watermarks("dump", {("python", "posts"): (200.0, "t3_c")}, "run-3")
+
+    assert store.read_watermarks("dump") == {
+        ("python", "posts"): (200.0, "t3_c"),
+        ("rust", "posts"): (50.0, "t3_r"),
+    }
+    assert store.read_watermarks("api") == {}
+
+
+def test_a_run_is_recorded_with_its_counts_durations_and_error(store: StateStore) -> None:
+    store.start_run(
+        RunRecord("run-1", "dump", "flow-1", datetime(2024, 3, 1, tzinfo=UTC), None, {"a": 1})
+    )
+    store.finish_run("run-1", "failed", {"staged": 3}, 1234, {"stage": 0.5}, error="boom")
+
+    [run] = store.recent_runs()
+    assert run["run_id"] == "run-1"
+    assert run["flow_run_id"] == "flow-1"
+    assert run["status"] == "failed"
+    assert run["error"] == "boom"
+    assert '"staged": 3' in run["counts"]
+
+
+def test_schema_creation_is_idempotent(store: StateStore) -> None:
+    store.ensure_schema()
+    store.ensure_schema()
+    assert store.recent_runs() == []
+
+
+def test_second_run_on_the_same_subreddit_waits_then_fails_clearly(pg_dsn: str) -> None:
+    first, second = open_postgres_state(pg_dsn), open_postgres_state(pg_dsn)
+    try:
+        with first.subreddit_locks("api", ["python"]):
+            started = time.monotonic()
+            with (
+                pytest.raises(StateLockedError, match="r/python"),
+                second.subreddit_locks("api", ["rust", "python"], timeout=0.5),
+            ):
+                pass
+            assert time.monotonic() - started >= 0.5
+            # Other subreddits are free.
+            with second.subreddit_locks("api", ["rust"], timeout=0.5):
+                pass
+    finally:
+        first.close()
+        second.close()
+
+
+def test_second_run_gets_the_lock_once_the_first_releases_it(pg_dsn: str) -> None:
+    first, second = open_postgres_state(pg_dsn), open_postgres_state(pg_dsn)
+    holding = threading.Event()
+    seen_while_holding: list[bool] = []
+
+    def hold() -> None:
+        with first.subreddit_locks("api", ["python"]):
+            holding.set()
+            time.sleep(0.5)
+            holding.clear()
+
+    try:
+        thread = threading.Thread(target=hold)
+        thread.start()
+        assert holding.wait(5)
+        with second.subreddit_locks("api", ["python"], timeout=10):
+            seen_while_holding.append(holding.is_set())
+        thread.join()
+    finally:
+        first.close()
+        second.close()
+    assert seen_while_holding == [False]
+
+
+def test_a_second_process_on_a_local_state_file_gets_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "state.duckdb"
+    holder = open_duckdb_state(path)
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from tasks.state import open_duckdb_state; open_duckdb_state({str(path)!r})",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.close()
+    assert result.returncode != 0
+    assert "in use by another run" in result.stderr
