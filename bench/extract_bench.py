@@ -60,8 +60,10 @@ def wait_for_window(server: FakeReddit) -> None:
     time.sleep(math.ceil(elapsed / server.window) * server.window - elapsed + 0.01)
 
 
-def measure(server: FakeReddit, name: str, run: Callable[[], str]) -> Result:
+def measure(server: FakeReddit, name: str, run: Callable[[], str], fault: bool) -> Result:
     wait_for_window(server)
+    if fault:
+        server.inject("429", path="/comments", times=1, retry_after=2.0)
     windows_before = dict(server.stats.windows)
     before = (
         server.stats.api_requests,
@@ -143,6 +145,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0, help="window length, seconds")
     parser.add_argument("--subreddits", type=int, default=15, help="subreddits (N)")
     parser.add_argument("--depth", type=int, default=1000, help="items per listing")
+    parser.add_argument(
+        "--inject-429", action="store_true", help="one 429 (Retry-After 2 s) in each run"
+    )
     args = parser.parse_args()
     with FakeReddit(limit=args.limit, window=args.window) as server:
         names = seed(server, args.subreddits, args.depth)
@@ -151,8 +156,18 @@ def main() -> None:
             f"{args.subreddits} subreddits x {len(KINDS)} listings of {args.depth} items"
         )
         allowed = args.limit / args.window
-        ours = measure(server, "reddit_api.extract_api (shared limiter, concurrent)", lambda: run_ours(server, names))
-        tutorial = measure(server, "praw tutorial loop (sequential, limit=None)", lambda: run_praw(server, names))
+        ours = measure(
+            server,
+            "reddit_api.extract_api (shared limiter, concurrent)",
+            lambda: run_ours(server, names),
+            args.inject_429,
+        )
+        tutorial = measure(
+            server,
+            "praw tutorial loop (sequential, limit=None)",
+            lambda: run_praw(server, names),
+            args.inject_429,
+        )
         for result in (ours, tutorial):
             report(result, allowed)
         if tutorial.seconds:

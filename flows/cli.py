@@ -44,9 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--until", type=_timestamp, help="keep items created before this UTC time")
     parser.add_argument(
         "--source",
-        choices=["sample", "dump"],
-        help="'sample' (default without --dump-path) reads the bundled sample; 'dump' reads "
-        "--dump-path files",
+        choices=["auto", "sample", "dump", "api"],
+        help="'api' reads Reddit (REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET, REDDIT_USER_AGENT or "
+        "--reddit-block); 'dump' reads --dump-path files; 'sample' the bundled sample. Default "
+        "'auto': dump files if given, else the API when credentials and --subreddit are given, "
+        "else the sample",
+    )
+    parser.add_argument(
+        "--reddit-block", metavar="NAME", help="a RedditCredentials block holding the API keys"
+    )
+    parser.add_argument(
+        "--reddit-url", metavar="URL", help="another Reddit endpoint (a proxy or a test server)"
     )
     parser.add_argument(
         "--dump-path",
@@ -83,8 +91,8 @@ def parse_config(argv: list[str] | None = None) -> PipelineConfig:
     """Parse and validate; on any user error, exit 2 with one line on stderr."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    source = args.source or ("dump" if args.dump_path else "sample")
-    if source == "sample" and args.dump_path:
+    source = args.source or ("dump" if args.dump_path else "auto")
+    if source != "dump" and args.dump_path:
         parser.error("--dump-path needs --source dump (or no --source)")
     values = {
         "source": source,
@@ -97,11 +105,14 @@ def parse_config(argv: list[str] | None = None) -> PipelineConfig:
         "warehouse_path": args.warehouse,
         "state_path": args.state,
         "raw_codec": args.raw_codec,
+        "reddit_credentials_block": args.reddit_block,
+        "reddit_base_url": args.reddit_url,
     }
     try:
         config = PipelineConfig(**{k: v for k, v in values.items() if v is not None})
-        for path in config.input_files():
-            check_dump(path)
+        if config.source == "dump":
+            for path in config.input_files():
+                check_dump(path)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

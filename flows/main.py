@@ -6,6 +6,7 @@ cloud account and no Reddit credentials (Prefect starts a temporary API of its o
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -21,13 +22,20 @@ from prefect.runtime import flow_run
 from tasks import settings
 from tasks.config import PipelineConfig
 from tasks.dumps import check_dump, dump_kind
+from tasks.extract import ResolvedSource, extract_api_task, resolve_source
 from tasks.faults import crash_point
 from tasks.lake import LocalLake
 from tasks.load import load_task
 from tasks.model import model_task
 from tasks.process import process_task
 from tasks.stage import Window, stage_dump_task
-from tasks.state import RunRecord, StateStore, Watermarks, open_duckdb_state
+from tasks.state import (
+    RunRecord,
+    StateStore,
+    Watermarks,
+    open_duckdb_state,
+    open_postgres_state,
+)
 from tasks.summary import RunSummary
 
 
@@ -37,23 +45,19 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     advance the watermarks only once the load has committed."""
     config = config or PipelineConfig()
     log = get_run_logger()
+    source = resolve_source(config)
+    log.info("Source: %s", source.reason)
     lake = LocalLake(config.lake_dir)
-    state = open_duckdb_state(config.state_path)
-    inputs = config.input_files()
+    state = open_state(config)
     summary = RunSummary(
         run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
-        source=config.source,
-        inputs=[p.name for p in inputs],
+        source=source.name,
+        inputs=[p.name for p in config.input_files()] if source.name != "api" else [],
     )
-    if config.source == "sample":
-        log.info(
-            "Source: the bundled SAMPLE dump (%s); pass --dump-path for real dumps",
-            ", ".join(summary.inputs),
-        )
     state.start_run(
         RunRecord(
             summary.run_id,
-            config.source,
+            source.name,
             _flow_run_id(),
             config.since,
             config.until,
@@ -61,55 +65,8 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
         )
     )
     try:
-        watermarks = {} if config.full_refresh else state.read_watermarks(config.source)
-        with _timed(summary, "extract+stage"):
-            for path in inputs:
-                check_dump(path)
-                window = _window(config, watermarks, dump_kind(path))
-                summary.stages.append(
-                    stage_dump_task(path, lake, window, config.raw_codec, config.chunk_bytes)
-                )
-        log.info(
-            "Staged %d items (%d lines quarantined) into %s",
-            summary.staged,
-            summary.quarantined,
-            config.lake_dir,
-        )
-        crash_point("after:stage")
-
-        if summary.staged:
-            with _timed(summary, "process"):
-                processed = [
-                    process_task(
-                        lake,
-                        kind,
-                        [k for s in summary.stages if s.kind == kind for k in s.raw_keys],
-                    )
-                    for kind in settings.KINDS
-                ]
-            dts = sorted(set().union(*(p.dts for p in processed)))
-            log.info("Processed %d rows into %d days", sum(p.rows for p in processed), len(dts))
-            crash_point("after:process")
-            with _timed(summary, "model"):
-                modeled = model_task(lake, dts)
-            log.info("Modeled %s", ", ".join(f"{m} {n}" for m, n in modeled.rows.items()))
-            crash_point("after:model")
-            with _timed(summary, "load"):
-                summary.load = load_task(config.warehouse_path, lake, modeled.curated_keys)
-            log.info(
-                "Loaded into %s: new %s, updated %s",
-                config.warehouse_path,
-                summary.load.inserted_totals(),
-                summary.load.updated_totals(),
-            )
-            crash_point("after:load")
-        if not summary.load or not summary.load.changed:
-            summary.messages.append("Nothing new since the last run: the warehouse is unchanged.")
-            log.info(summary.messages[-1])
-
-        with _timed(summary, "commit"):
-            _commit(state, config.source, summary)
-        summary.status = "completed"
+        with state.subreddit_locks(source.name, config.subreddits or ["*"]):
+            _run_stages(config, source, lake, state, summary)
     except BaseException as exc:
         summary.status = "failed"
         state.finish_run(
@@ -122,12 +79,82 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
         )
         state.close()
         raise
+    summary.status = "completed"
     state.finish_run(
         summary.run_id, "completed", summary.counts(), summary.raw_bytes, summary.durations
     )
     state.close()
     _publish(summary)
     return summary
+
+
+def _run_stages(
+    config: PipelineConfig,
+    source: ResolvedSource,
+    lake: LocalLake,
+    state: StateStore,
+    summary: RunSummary,
+) -> None:
+    """The data path, top to bottom: extract+stage, process, model, load, commit."""
+    log = get_run_logger()
+    watermarks = {} if config.full_refresh else state.read_watermarks(source.name)
+    with _timed(summary, "extract+stage"):
+        if source.name == "api" and source.auth is not None:
+            stages, problems = extract_api_task(config, source.auth, lake, watermarks)
+            summary.stages.extend(stages)
+            summary.messages.extend(problems)
+        else:
+            for path in config.input_files():
+                check_dump(path)
+                window = _window(config, watermarks, dump_kind(path))
+                summary.stages.append(
+                    stage_dump_task(path, lake, window, config.raw_codec, config.chunk_bytes)
+                )
+    log.info(
+        "Staged %d items (%d lines quarantined) into %s",
+        summary.staged,
+        summary.quarantined,
+        config.lake_dir,
+    )
+    crash_point("after:stage")
+
+    if summary.staged:
+        with _timed(summary, "process"):
+            processed = [
+                process_task(
+                    lake, kind, [k for s in summary.stages if s.kind == kind for k in s.raw_keys]
+                )
+                for kind in settings.KINDS
+            ]
+        dts = sorted(set().union(*(p.dts for p in processed)))
+        log.info("Processed %d rows into %d days", sum(p.rows for p in processed), len(dts))
+        crash_point("after:process")
+        with _timed(summary, "model"):
+            modeled = model_task(lake, dts)
+        log.info("Modeled %s", ", ".join(f"{m} {n}" for m, n in modeled.rows.items()))
+        crash_point("after:model")
+        with _timed(summary, "load"):
+            summary.load = load_task(config.warehouse_path, lake, modeled.curated_keys)
+        log.info(
+            "Loaded into %s: new %s, updated %s",
+            config.warehouse_path,
+            summary.load.inserted_totals(),
+            summary.load.updated_totals(),
+        )
+        crash_point("after:load")
+    if not summary.load or not summary.load.changed:
+        summary.messages.append("Nothing new since the last run: the warehouse is unchanged.")
+        log.info(summary.messages[-1])
+
+    with _timed(summary, "commit"):
+        _commit(state, source.name, summary)
+
+
+def open_state(config: PipelineConfig) -> StateStore:
+    """PostgreSQL when a DSN is configured (production), else the local DuckDB file."""
+    dsn = config.state_dsn.get_secret_value() if config.state_dsn else None
+    dsn = dsn or os.environ.get("REDDIT_PIPELINE_STATE_DSN")
+    return open_postgres_state(dsn) if dsn else open_duckdb_state(config.state_path)
 
 
 def _window(config: PipelineConfig, watermarks: Watermarks, kind: str) -> Window:

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from tasks import settings
 
-SourceName = Literal["sample", "dump"]
+SourceName = Literal["auto", "sample", "dump", "api"]
 RawCodec = Literal["gzip", "zstd"]
 
 # Reddit's rule for subreddit names: 3 to 21 letters, digits or underscores
@@ -24,9 +24,23 @@ class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: SourceName = Field(
-        "sample",
-        description="Where records come from: 'sample' is the bundled sample dump in data/sample; "
-        "'dump' reads the files given in dump_paths.",
+        "auto",
+        description="Where records come from: 'api' reads Reddit (credentials needed); 'dump' "
+        "reads dump_paths; 'sample' the bundled sample dump in data/sample. 'auto' takes the "
+        "API when Reddit credentials are configured and the sample otherwise.",
+    )
+    reddit_credentials_block: str | None = Field(
+        None,
+        description="Name of a RedditCredentials block; without it the API source reads the "
+        "REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET and REDDIT_USER_AGENT environment variables.",
+    )
+    reddit_base_url: str | None = Field(
+        None, description="Another Reddit endpoint (a proxy or a test server). Default: Reddit."
+    )
+    refresh_max_age: timedelta = Field(
+        timedelta(days=3),
+        description="API source: re-read posts younger than this through /api/info (scores, "
+        "comment counts and removals keep changing). Zero turns the refresh off.",
     )
     dump_paths: list[Path] = Field(
         default_factory=list,
@@ -49,6 +63,11 @@ class PipelineConfig(BaseModel):
         settings.DEFAULT_WAREHOUSE_PATH, description="DuckDB warehouse file."
     )
     state_path: Path = Field(settings.DEFAULT_STATE_PATH, description="DuckDB state store file.")
+    state_dsn: SecretStr | None = Field(
+        None,
+        description="PostgreSQL DSN of the state store (production); overrides state_path. "
+        "Also read from REDDIT_PIPELINE_STATE_DSN.",
+    )
     raw_codec: RawCodec = Field(
         "gzip",
         description="Codec of raw NDJSON batches. gzip is read by every engine; zstd is faster "
@@ -89,10 +108,14 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"since ({self.since}) must be before until ({self.until})")
         if self.source == "dump" and not self.dump_paths:
             raise ValueError("source 'dump' needs at least one dump path")
+        if self.source == "api" and not self.subreddits:
+            raise ValueError("source 'api' needs at least one subreddit")
         return self
 
     def input_files(self) -> list[Path]:
-        """The dump files this run reads: the bundled sample unless dumps were given."""
-        if self.source == "sample":
+        """The dump files this run reads (none for the API)."""
+        if self.source in ("sample", "auto"):
             return sorted(settings.SAMPLE_DIR.glob("*.zst"))
-        return list(self.dump_paths)
+        if self.source == "dump":
+            return list(self.dump_paths)
+        return []

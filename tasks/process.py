@@ -6,6 +6,7 @@ the same keys, so the model step never knows which one ran.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -35,6 +36,13 @@ def batch_of(raw_key: str) -> str:
     return raw_key.rsplit("/", 1)[1].split(".", 1)[0]
 
 
+def batch_retrieved_utc(batch_id: str) -> int | None:
+    """API batches are named api-<epoch>-...: the time Reddit was read, which its JSON lacks.
+    Dump records carry retrieved_on or retrieved_utc themselves."""
+    match = re.match(r"^api-(\d{9,11})-", batch_id)
+    return int(match.group(1)) if match else None
+
+
 def process_sql(kind: str) -> str:
     return duck.read_sql(f"process/{kind}.sql")
 
@@ -42,7 +50,8 @@ def process_sql(kind: str) -> str:
 def empty_processed_sql(kind: str) -> str:
     """The processed schema with no rows: the process model over no lines."""
     return (
-        "with raw_lines as (select cast(null as varchar) as raw where false) "
+        "with raw_lines as (select cast(null as varchar) as raw, "
+        "cast(null as double) as batch_retrieved_utc where false) "
         f"select * from ({process_sql(kind)})"
     )
 
@@ -59,8 +68,10 @@ def process_batches(lake: Lake, kind: str, raw_keys: list[str]) -> ProcessResult
         with tempfile.TemporaryDirectory(prefix="reddit-process-") as tmp:
             for batch_id, keys in sorted(by_batch.items()):
                 paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
+                retrieved = batch_retrieved_utc(batch_id)
                 con.execute(
-                    "create or replace temp view raw_lines as select json::varchar as raw "
+                    "create or replace temp view raw_lines as select json::varchar as raw, "
+                    f"cast({retrieved or 'null'} as double) as batch_retrieved_utc "
                     f"from read_ndjson_objects({duck.path_list(paths)})"
                 )
                 out = Path(tmp) / batch_id

@@ -83,4 +83,4 @@ def test_arguments_become_a_validated_config(tmp_path: Path) -> None:
     assert config.subreddits == ["dataengineering", "python"]
     assert config.since is not None and config.since.isoformat() == "2024-03-02T00:00:00+00:00"
     assert config.full_refresh
-    assert config.source == "sample"
+    assert config.source == "auto"

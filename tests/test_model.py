@@ -22,7 +22,9 @@ def _models(
     for kind, records in (("posts", posts), ("comments", comments)):
         lines = [json.dumps(r) for r in records] or ["{}"]
         con.execute(
-            "create or replace table raw_lines as select unnest(?::varchar[]) as raw", [lines]
+            "create or replace table raw_lines as "
+            "select unnest(?::varchar[]) as raw, null::double as batch_retrieved_utc",
+            [lines],
         )
         where = "" if records else " where false"
         model = process_sql(kind)

@@ -132,12 +132,12 @@ def test_missing_private_banned_and_quarantined_subreddits_are_reported_while_ot
     reddit: FakeReddit,
 ) -> None:
     seed(reddit, posts=50, comments=0)
-    reddit.unavailable.update(
-        {"hidden": "private", "gone": "banned", "edgy": "quarantined"}
-    )
+    reddit.unavailable.update({"hidden": "private", "gone": "banned", "edgy": "quarantined"})
     for name in ("hidden", "gone", "edgy"):
         reddit.add_subreddit(name)
-    results = by_key(extract(reddit, ["python", "hidden", "gone", "edgy", "nosuchsub"], kinds=["posts"]))
+    results = by_key(
+        extract(reddit, ["python", "hidden", "gone", "edgy", "nosuchsub"], kinds=["posts"])
+    )
     assert_exactly(results["python", "posts"], reddit.content("python", "posts"))
     assert results["hidden", "posts"].error == "r/hidden: subreddit is private (403)"
     assert results["gone", "posts"].error == "r/gone: subreddit is banned (404)"
@@ -214,7 +214,9 @@ def test_under_fault_extracted_data_equals_server_content(
 def test_persistent_server_errors_give_up_with_a_clear_message(reddit: FakeReddit) -> None:
     seed(reddit, posts=10, comments=0)
     reddit.inject("503", path="/new", times=100)
-    with pytest.raises(RedditGaveUpError, match=r"GET /r/python/new: gave up after 3 attempts.*503"):
+    with pytest.raises(
+        RedditGaveUpError, match=r"GET /r/python/new: gave up after 3 attempts.*503"
+    ):
         extract(reddit, ["python"], kinds=["posts"], options=fast_options(max_attempts=3))
 
 

@@ -54,7 +54,11 @@ def test_concurrent_first_requests_fetch_a_single_token() -> None:
             server.add_posts(sub, 5, START)
         asyncio.run(
             extract_api(
-                auth_for(server), subs, ["posts", "comments"], {}, base_url=server.url,
+                auth_for(server),
+                subs,
+                ["posts", "comments"],
+                {},
+                base_url=server.url,
                 options=fast_options(),
             )
         )
@@ -70,8 +74,13 @@ def test_retry_after_of_a_429_holds_every_coroutine() -> None:
         limiter = SharedRateLimiter()
         asyncio.run(
             extract_api(
-                auth_for(server), subs, ["posts"], {}, base_url=server.url,
-                options=fast_options(), limiter=limiter,
+                auth_for(server),
+                subs,
+                ["posts"],
+                {},
+                base_url=server.url,
+                options=fast_options(),
+                limiter=limiter,
             )
         )
         assert limiter.stats.rate_limited == 1

@@ -38,7 +38,9 @@ def test_refresh_survives_a_server_error_without_losing_a_batch(reddit: FakeRedd
     reddit.inject("500", path="/api/info", times=1)
     lines = asyncio.run(
         refresh_posts(
-            auth_for(reddit), [p["name"] for p in posts], base_url=reddit.url,
+            auth_for(reddit),
+            [p["name"] for p in posts],
+            base_url=reddit.url,
             options=fast_options(),
         )
     )
@@ -65,7 +67,9 @@ def test_comment_trees_expand_every_more_stub_once_one_morechildren_at_a_time(
     trees = {p["name"]: reddit.add_comments("python", p, 260, START + 5) for p in posts}
     result = asyncio.run(
         fetch_comment_trees(
-            auth_for(reddit), [p["id"] for p in posts], base_url=reddit.url,
+            auth_for(reddit),
+            [p["id"] for p in posts],
+            base_url=reddit.url,
             options=fast_options(),
         )
     )

@@ -1,7 +1,9 @@
 -- Raw comment JSON -> one typed row per line, Reddit's own field names, one type per field.
--- Reads the relation `raw_lines(raw)`. Same drift rules as posts.sql.
+-- Reads the relation `raw_lines(raw, batch_retrieved_utc)`; the second is the batch's retrieval
+-- time for API batches (Reddit's JSON has none), null for dumps. Same drift rules as posts.sql.
 with fields as (
     select
+        batch_retrieved_utc,
         json_extract_string(raw, [
             '$.id', '$.name', '$.subreddit', '$.subreddit_id', '$.author', '$.author_fullname',
             '$.body', '$.link_id', '$.parent_id', '$.permalink', '$.score',
@@ -29,6 +31,7 @@ select
     try_cast(f[15] as boolean) as is_submitter,
     try_cast(f[16] as double) as created_utc,
     f[17] as edited,
-    coalesce(try_cast(f[18] as double), try_cast(f[19] as double)) as retrieved_utc,
+    coalesce(try_cast(f[18] as double), try_cast(f[19] as double), batch_retrieved_utc)
+        as retrieved_utc,
     strftime(to_timestamp(try_cast(f[16] as double)), '%Y-%m-%d') as dt
 from fields

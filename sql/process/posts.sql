@@ -1,10 +1,12 @@
 -- Raw post JSON -> one typed row per line, Reddit's own field names, one type per field
--- whatever the dump's vintage. Reads the relation `raw_lines(raw)`.
+-- whatever the dump's vintage. Reads the relation `raw_lines(raw, batch_retrieved_utc)`; the
+-- second is the batch's retrieval time for API batches (Reddit's JSON has none), null for dumps.
 -- Drift handled here: created_utc is a number or a numeric string; score may be null;
 -- older dumps say retrieved_on, newer ones retrieved_utc; edited is false, true or an epoch
 -- (kept as its JSON text: staging turns it into is_edited and edited_at).
 with fields as (
     select
+        batch_retrieved_utc,
         json_extract_string(raw, [
             '$.id', '$.name', '$.subreddit', '$.subreddit_id', '$.author', '$.author_fullname',
             '$.title', '$.selftext', '$.url', '$.domain', '$.permalink', '$.link_flair_text',
@@ -40,6 +42,7 @@ select
     f[22] as removed_by_category,
     try_cast(f[23] as double) as created_utc,
     f[24] as edited,
-    coalesce(try_cast(f[25] as double), try_cast(f[26] as double)) as retrieved_utc,
+    coalesce(try_cast(f[25] as double), try_cast(f[26] as double), batch_retrieved_utc)
+        as retrieved_utc,
     strftime(to_timestamp(try_cast(f[23] as double)), '%Y-%m-%d') as dt
 from fields

@@ -1,0 +1,172 @@
+"""Warehouse and query-engine blocks: where the cloud path loads and models, as Prefect blocks,
+so a deployment names a block instead of carrying hosts and passwords inline.
+
+Every secret is a SecretStr: it prints as '**********' in reprs, logs and validation errors,
+and is revealed only at the moment a connection is opened. `describe()` gives a loggable
+target without any secret.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr, field_validator
+
+if TYPE_CHECKING:
+    import psycopg
+
+IDENTIFIER_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _check_identifier(value: str) -> str:
+    # The schema is spliced into `set search_path`: only a plain lower-case identifier.
+    if not value or not set(value) <= IDENTIFIER_CHARS or value[0].isdigit():
+        raise ValueError(f"schema must be a lower-case SQL identifier, got {value!r}")
+    return value
+
+
+class PostgresWarehouse(Block):
+    """A PostgreSQL 15+ database that receives the curated tables (MERGE needs 15)."""
+
+    _block_type_name = "Reddit Postgres Warehouse"
+    _description = "PostgreSQL warehouse for the reddit_pipeline load step (psycopg 3)."
+
+    host: str = Field(description="Server host name or address.")
+    port: int = Field(5432, description="Server port.")
+    database: str = Field(description="Database name.")
+    user: str = Field(description="Role to connect as.")
+    password: SecretStr | None = Field(None, description="The role's password (None: trust).")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="libpq sslmode; use verify-full across networks."
+    )
+    db_schema: str = Field(
+        "public", alias="schema", description="Schema holding the warehouse tables."
+    )
+    connect_timeout: int = Field(10, description="Seconds to wait for a connection.")
+
+    model_config = {"populate_by_name": True}
+
+    @field_validator("db_schema")
+    @classmethod
+    def _schema_identifier(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    def describe(self) -> str:
+        """Where the warehouse is, for logs: never the password."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A psycopg 3 connection (not autocommit) with search_path on the block's schema,
+        which is created on first use."""
+        import psycopg  # noqa: PLC0415 (optional dependency of the cloud path)
+
+        try:
+            connection = psycopg.connect(
+                host=self.host,
+                port=self.port,
+                dbname=self.database,
+                user=self.user,
+                password=self.password.get_secret_value() if self.password else None,
+                sslmode=self.sslmode,
+                connect_timeout=self.connect_timeout,
+            )
+        except psycopg.OperationalError as exc:
+            # libpq's message names host and user, never the password; say which block failed.
+            raise ConnectionError(f"cannot connect to {self.describe()}: {exc}") from None
+        with connection.transaction():
+            connection.execute(f"create schema if not exists {self.db_schema}")
+            connection.execute(f"set search_path to {self.db_schema}")
+        return connection
+
+
+class RedshiftWarehouse(Block):
+    """An Amazon Redshift cluster or Serverless workgroup that receives the curated tables."""
+
+    _block_type_name = "Reddit Redshift Warehouse"
+    _description = "Redshift warehouse for the reddit_pipeline load step (redshift-connector)."
+
+    host: str = Field(description="Cluster endpoint host.")
+    port: int = Field(5439, description="Cluster port.")
+    database: str = Field(description="Database name.")
+    user: str = Field(description="Database user (with IAM auth: the db user to map to).")
+    password: SecretStr | None = Field(None, description="Password; None to use IAM auth.")
+    iam: bool = Field(False, description="Authenticate with IAM temporary credentials.")
+    cluster_identifier: str | None = Field(None, description="Cluster id, for IAM auth.")
+    region: str | None = Field(None, description="AWS region, for IAM auth.")
+    copy_iam_role: str = Field(
+        description="ARN of the IAM role Redshift assumes to read the lake in COPY."
+    )
+    db_schema: str = Field("public", alias="schema", description="Schema of the tables.")
+    ssl: bool = Field(True, description="Encrypt the connection (leave on).")
+
+    model_config = {"populate_by_name": True}
+
+    @field_validator("db_schema")
+    @classmethod
+    def _schema_identifier(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    def describe(self) -> str:
+        return f"redshift://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Arguments for redshift_connector.connect; holds the secret, never log it."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "database": self.database,
+            "user": self.user,
+            "ssl": self.ssl,
+        }
+        if self.iam:
+            if not (self.cluster_identifier and self.region):
+                raise ValueError(f"{self.describe()}: IAM auth needs cluster_identifier and region")
+            kwargs |= {
+                "iam": True,
+                "db_user": self.user,
+                "cluster_identifier": self.cluster_identifier,
+                "region": self.region,
+            }
+        elif self.password is None:
+            raise ValueError(f"{self.describe()}: set a password or iam=True")
+        else:
+            kwargs["password"] = self.password.get_secret_value()
+        return kwargs
+
+    def connect(self) -> Any:
+        """A redshift_connector connection (autocommit off) with search_path set."""
+        import redshift_connector  # noqa: PLC0415
+
+        try:
+            connection = redshift_connector.connect(**self.connect_kwargs())
+        except redshift_connector.Error as exc:
+            raise ConnectionError(
+                f"cannot connect to {self.describe()}: {type(exc).__name__}"
+            ) from None
+        cursor = connection.cursor()
+        cursor.execute(f"set search_path to {self.db_schema}")
+        return connection
+
+
+class AthenaEngine(Block):
+    """Where the model step runs its SQL on AWS: an Athena workgroup over the Glue catalog."""
+
+    _block_type_name = "Reddit Athena Engine"
+    _description = "Athena (engine v3) settings for the reddit_pipeline model step."
+
+    region: str = Field("us-east-1", description="AWS region of the workgroup and the lake.")
+    workgroup: str = Field("primary", description="Athena workgroup (engine version 3).")
+    database: str = Field("reddit", description="Glue database for processed/curated tables.")
+    output_location: str = Field(
+        description="s3:// prefix for Athena's query results (not the lake's curated/)."
+    )
+    lake_uri: str = Field(description="s3://bucket[/prefix] of the lake the tables point at.")
+    poll_timeout_seconds: float = Field(1800.0, description="Give up on a query after this.")
+
+    @field_validator("output_location", "lake_uri")
+    @classmethod
+    def _s3_uri(cls, value: str) -> str:
+        if not value.startswith("s3://"):
+            raise ValueError(f"expected an s3:// URI, got {value!r}")
+        return value.rstrip("/")

@@ -1,0 +1,435 @@
+"""Check: run the Soda data contracts in contracts/ on the run's processed and curated data,
+between model and load, so that bad data never reaches the warehouse.
+
+A failed error-level check raises QualityGateFailed before the load: the warehouse keeps its
+last good state and the watermarks stay where they were. Warning-level checks (`level: warn`
+in a contract's threshold) are reported and let the load go on. Soda itself never raises on a
+failed check; this module reads its result object and decides.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Soda Core sends telemetry on import unless told not to; offline that costs ~6 s of failed
+# network calls per run. Must be set before the first soda import.
+os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
+
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import duck, settings
+from tasks.lake import Lake, readable_path
+from tasks.model import register_processed
+
+CONTRACTS_DIR = settings.PROJECT_DIR / "contracts"
+DATASETS = ("processed_posts", "processed_comments", "posts", "comments", "subreddit_daily")
+# Which extracted kind feeds a dataset: its row count must be above zero only when the
+# extract found items of that kind (a run given only a submissions dump has no comments).
+DATASET_KIND = {
+    "processed_posts": "posts",
+    "processed_comments": "comments",
+    "posts": "posts",
+    "comments": "comments",
+    "subreddit_daily": None,
+}
+QUALITY_FAILED_EVENT = "reddit_pipeline.quality.failed"
+QUALITY_WARNED_EVENT = "reddit_pipeline.quality.warned"
+ARTIFACT_KEY = "reddit-pipeline-quality"
+# Contracts spell types the DuckDB way; Soda's schema check compares names (with a few
+# synonyms per engine), so an engine that spells a type differently gets it translated here.
+# PostgreSQL reports `text` and `double precision`, which Soda does not equate with
+# `varchar` and `double`.
+TYPE_ALIASES: dict[str, dict[str, str]] = {
+    "duckdb": {},
+    "postgres": {"varchar": "text", "double": "double precision"},
+}
+SEVERITY = {"fail": "error", "warn": "warning"}
+# Dataset-level check types whose default Soda name says less than the type itself.
+GENERIC_NAMES = ("schema", "row_count")
+
+
+class QualityGateFailed(RuntimeError):
+    """An error-level contract check failed; the load was not run."""
+
+    def __init__(self, report: CheckReport) -> None:
+        super().__init__(report.failure_message())
+        self.report = report
+
+
+@dataclass(frozen=True)
+class CheckSource:
+    """Where the contracts run: a Soda data source and the dataset prefix on it (DuckDB
+    `main`; PostgreSQL `<database>/<schema>`)."""
+
+    impl: Any
+    engine: str
+    namespace: str
+    name: str = "reddit"
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    dataset: str
+    check: str
+    outcome: str  # passed | failed | warned | not evaluated
+    severity: str  # error | warning
+    figure: float | int | None
+    detail: str = ""
+
+    @property
+    def blocks_load(self) -> bool:
+        """An error-level check that failed, or could not be evaluated at all: either way
+        the data is not known to be good."""
+        return self.severity == "error" and self.outcome in ("failed", "not evaluated")
+
+    def describe(self) -> str:
+        figure = "n/a" if self.figure is None else f"{self.figure:g}"
+        text = f"{self.dataset}: {self.check} {self.outcome} (figure {figure})"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+@dataclass
+class CheckReport:
+    rows: list[CheckRow] = field(default_factory=list)
+    # Contract-level problems (a YAML mistake, a missing table): no check result to read.
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[CheckRow]:
+        return [r for r in self.rows if r.blocks_load]
+
+    @property
+    def warnings(self) -> list[CheckRow]:
+        return [r for r in self.rows if r.outcome in ("failed", "warned") and not r.blocks_load]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and not self.errors
+
+    def failed_datasets(self) -> dict[str, list[CheckRow]]:
+        by_dataset: dict[str, list[CheckRow]] = {}
+        for row in self.failures:
+            by_dataset.setdefault(row.dataset, []).append(row)
+        for error in self.errors:
+            dataset = error.split(":", 1)[0]
+            by_dataset.setdefault(dataset, [])
+        return by_dataset
+
+    def failure_message(self) -> str:
+        lines = [
+            f"quality gate failed: {len(self.failures)} error-level check(s) failed"
+            + (f" and {len(self.errors)} contract error(s)" if self.errors else "")
+            + "; the load was stopped, the warehouse keeps its last good state"
+        ]
+        lines += [f"- {row.describe()}" for row in self.failures]
+        lines += [f"- contract error: {error}" for error in self.errors]
+        return "\n".join(lines)
+
+    def table(self) -> list[dict[str, Any]]:
+        return [asdict(row) for row in self.rows]
+
+
+def run_checks(
+    source: CheckSource,
+    *,
+    subreddits: Sequence[str] = (),
+    kinds_found: Iterable[str] | None = None,
+    now: datetime | None = None,
+    max_age_hours: float = 48.0,
+    future_tolerance: timedelta = timedelta(minutes=5),
+    datasets: Sequence[str] = DATASETS,
+    contracts_dir: Path = CONTRACTS_DIR,
+) -> CheckReport:
+    """Verify each dataset's contract and collect one row per check. Never raises on a failed
+    check: `enforce` decides, so the caller can publish the results first.
+
+    `subreddits` is the run's filter (empty: no filter, the check passes trivially);
+    `kinds_found` the kinds the extract staged (None: all); `future_tolerance` allows for a
+    little clock skew between Reddit and this machine."""
+    from soda_core.common.yaml import ContractYamlSource
+    from soda_core.contracts.contract_verification import ContractVerificationSession
+
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    found = set(settings.KINDS if kinds_found is None else kinds_found)
+    report = CheckReport()
+    for dataset in datasets:
+        path = contracts_dir / f"{dataset}.yml"
+        text = _translate_types(path.read_text(), TYPE_ALIASES.get(source.engine, {}))
+        kind = DATASET_KIND.get(dataset)
+        result = ContractVerificationSession.execute(
+            contract_yaml_sources=[ContractYamlSource.from_str(text, file_path=str(path))],
+            data_source_impls=[source.impl],
+            variables=_variables(
+                source,
+                subreddits,
+                bool(found) if kind is None else kind in found,
+                now,
+                max_age_hours,
+                future_tolerance,
+            ),
+            data_timestamp=now.isoformat(),
+        )
+        for contract_result in result.contract_verification_results:
+            report.rows += [_row(dataset, r) for r in contract_result.check_results]
+        report.errors += [f"{dataset}: {e}" for e in result.get_errors()]
+    return report
+
+
+def enforce(report: CheckReport) -> CheckReport:
+    """Raise QualityGateFailed when an error-level check failed; else hand the report on."""
+    if not report.passed:
+        raise QualityGateFailed(report)
+    return report
+
+
+def _variables(
+    source: CheckSource,
+    subreddits: Sequence[str],
+    expect_rows: bool,
+    now: datetime,
+    max_age_hours: float,
+    future_tolerance: timedelta,
+) -> dict[str, Any]:
+    not_after = now + future_tolerance
+    names = sorted({s.lower() for s in subreddits})
+    return {
+        "data_source": source.name,
+        "namespace": source.namespace,
+        "min_rows": 1 if expect_rows else 0,
+        "subreddits_filtered": "true" if names else "false",
+        "subreddits": ", ".join(duck.quote_literal(n) for n in names) or "''",
+        "not_after": not_after.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds"),
+        "not_after_epoch": int(not_after.timestamp()),
+        "now_epoch": int(now.timestamp()),
+        "max_age_hours": max_age_hours,
+    }
+
+
+def _translate_types(text: str, aliases: Mapping[str, str]) -> str:
+    """Rewrite `data_type: X` lines in place, so error locations keep their line numbers."""
+    if not aliases:
+        return text
+    return re.sub(
+        r"^(\s*data_type:\s*)(\w+)\s*$",
+        lambda m: m.group(1) + aliases.get(m.group(2).lower(), m.group(2)),
+        text,
+        flags=re.MULTILINE,
+    )
+
+
+def _row(dataset: str, result: Any) -> CheckRow:
+    check = result.check
+    level = check.threshold.level if check.threshold else "fail"
+    label = f"{check.column_name} {check.type}" if check.column_name else check.type
+    if not check.column_name and check.name and check.type not in GENERIC_NAMES:
+        label = check.name
+    outcome = result.outcome.value.lower().replace("_", " ").replace("warn", "warned")
+    detail = ""
+    if outcome != "passed" and check.type == "schema":
+        detail = result.log_table_row_diagnostics(verbose=False).replace("\n", "; ")
+    return CheckRow(
+        dataset=dataset,
+        check=label,
+        outcome=outcome,
+        severity=SEVERITY.get(str(level).lower(), "error"),
+        figure=result.threshold_value,
+        detail=detail,
+    )
+
+
+# -- data sources -----------------------------------------------------------------------------
+
+
+def _load_soda() -> None:
+    """Import soda_core before a data source plugin: importing the plugin first makes Soda
+    load its plugin entry points from a half-imported module (a circular-import warning)."""
+    import soda_core.contracts.contract_verification  # noqa: F401
+
+
+def duckdb_source(con: duckdb.DuckDBPyConnection, name: str = "reddit") -> CheckSource:
+    """The contracts over tables (or views) in an open DuckDB connection, e.g. the one
+    tasks.model.build_models filled."""
+    _load_soda()
+    from soda_duckdb.common.data_sources.duckdb_data_source import DuckDBDataSourceImpl
+
+    return CheckSource(DuckDBDataSourceImpl.from_existing_cursor(con, name), "duckdb", "main", name)
+
+
+def postgres_source(dsn: str, schema: str = "public", name: str = "reddit") -> CheckSource:
+    """The contracts over tables in a PostgreSQL schema, from a libpq DSN or URL."""
+    _load_soda()
+    from psycopg.conninfo import conninfo_to_dict
+    from soda_postgres.common.data_sources.postgres_data_source import PostgresDataSourceImpl
+    from soda_postgres.common.data_sources.postgres_data_source_connection import (
+        PostgresDataSource,
+    )
+
+    params = conninfo_to_dict(dsn)
+    connection = {
+        "host": params.get("host", "localhost"),
+        "port": int(params.get("port", 5432)),
+        "database": params.get("dbname", params.get("user", "postgres")),
+        "user": params.get("user", os.environ.get("USER", "postgres")),
+        # Soda's model insists on a password field; an empty one suits trust/peer auth.
+        "password": params.get("password", os.environ.get("PGPASSWORD", "")),
+    }
+    model = PostgresDataSource(name=name, type="postgres", connection=connection)
+    namespace = f"{connection['database']}/{schema}"
+    return CheckSource(PostgresDataSourceImpl(data_source_model=model), "postgres", namespace, name)
+
+
+@contextmanager
+def lake_source(
+    lake: Lake, dts: Sequence[str], curated_keys: Mapping[str, Sequence[str]]
+) -> Iterator[CheckSource]:
+    """An in-memory DuckDB over the run's files: processed Parquet of the given days (the
+    same tables the model read) and the curated Parquet the model wrote. Works whichever
+    engine produced the files, since it reads only the lake."""
+    con = duck.connect()
+    try:
+        register_processed(con, lake, list(dts))
+        with tempfile.TemporaryDirectory(prefix="reddit-check-") as tmp:
+            for model, keys in curated_keys.items():
+                if not keys:
+                    continue  # no rows for this mart: its contract is skipped (see check_task)
+                paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
+                con.execute(
+                    f"create or replace table {model} as select * exclude (dt) from "
+                    f"read_parquet({duck.path_list(paths)}, hive_partitioning = true)"
+                )
+        yield duckdb_source(con)
+    finally:
+        con.close()
+
+
+@task(name="check", cache_policy=NO_CACHE)
+def check_task(
+    lake: Lake,
+    dts: list[str],
+    curated_keys: dict[str, list[str]],
+    subreddits: list[str],
+    kinds_found: list[str],
+    max_age_hours: float = 48.0,
+) -> CheckReport:
+    """Run every contract on the run's files; returns the report, raises nothing (the flow
+    publishes and records it, then calls `enforce`)."""
+    with lake_source(lake, dts, curated_keys) as source:
+        datasets = [d for d in DATASETS if d.startswith("processed_") or curated_keys.get(d)]
+        return run_checks(
+            source,
+            subreddits=subreddits,
+            kinds_found=kinds_found,
+            max_age_hours=max_age_hours,
+            datasets=datasets,
+        )
+
+
+# -- results: artifact, events, history -------------------------------------------------------
+
+CHECK_RESULTS_DDL = """
+create table if not exists check_results (
+    run_id varchar not null,
+    checked_at timestamp not null,
+    dataset varchar not null,
+    check_name varchar not null,
+    outcome varchar not null,
+    severity varchar not null,
+    figure double precision,
+    detail text,
+    primary key (run_id, dataset, check_name)
+)
+"""
+
+
+def publish_check_results(
+    report: CheckReport, run_id: str | None = None, key: str = ARTIFACT_KEY
+) -> list[str]:
+    """A table artifact of every check, and one `reddit_pipeline.quality.failed` event per
+    dataset that failed an error-level check (a `.warned` event per dataset with warnings),
+    so automations can alert without parsing logs. Returns the events' names by dataset."""
+    from prefect.artifacts import create_table_artifact
+    from prefect.events import emit_event
+
+    rows = [
+        {k: row[k] for k in ("dataset", "check", "outcome", "severity", "figure")}
+        for row in report.table()
+    ]
+    verdict = "passed" if report.passed else "FAILED (load stopped)"
+    create_table_artifact(
+        table=rows or [{"dataset": "", "check": "", "outcome": "no checks run"}],
+        key=key,
+        description=f"Data contract checks of run {run_id or '?'}: {verdict}, "
+        f"{len(report.failures)} failed, {len(report.warnings)} warnings",
+    )
+    emitted = []
+    groups = [(QUALITY_FAILED_EVENT, report.failed_datasets())]
+    warned: dict[str, list[CheckRow]] = {}
+    for row in report.warnings:
+        warned.setdefault(row.dataset, []).append(row)
+    groups.append((QUALITY_WARNED_EVENT, warned))
+    for event, by_dataset in groups:
+        for dataset, failed in sorted(by_dataset.items()):
+            errors = [e for e in report.errors if e.startswith(f"{dataset}:")]
+            emit_event(
+                event=event,
+                resource={
+                    "prefect.resource.id": f"reddit_pipeline.dataset.{dataset}",
+                    "prefect.resource.name": dataset,
+                    "reddit_pipeline.run_id": run_id or "",
+                },
+                payload={
+                    "dataset": dataset,
+                    "run_id": run_id,
+                    "checks": [asdict(row) for row in failed],
+                    "contract_errors": errors,
+                    "summary": "; ".join([r.describe() for r in failed] + errors),
+                },
+            )
+            emitted.append(f"{event}:{dataset}")
+    return emitted
+
+
+def ensure_check_results_table(store: Any) -> None:
+    """Create `check_results` in a tasks.state.StateStore (same SQL on DuckDB and
+    PostgreSQL)."""
+    store.con.execute(CHECK_RESULTS_DDL)
+    store.con.commit()
+
+
+def record_check_results(store: Any, run_id: str, report: CheckReport) -> None:
+    """Keep the run's check rows for history; a retried check stage overwrites its rows."""
+    ensure_check_results_table(store)
+    checked_at = datetime.now(UTC).replace(tzinfo=None)
+    rows = list(report.rows) + [
+        CheckRow(e.split(":", 1)[0], "contract", "error", "error", None, e) for e in report.errors
+    ]
+    for row in rows:
+        store._execute(
+            "insert into check_results (run_id, checked_at, dataset, check_name, outcome, "
+            "severity, figure, detail) values (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "on conflict (run_id, dataset, check_name) do update set "
+            "checked_at = excluded.checked_at, outcome = excluded.outcome, "
+            "severity = excluded.severity, figure = excluded.figure, detail = excluded.detail",
+            (
+                run_id,
+                checked_at,
+                row.dataset,
+                row.check,
+                row.outcome,
+                row.severity,
+                None if row.figure is None else float(row.figure),
+                row.detail,
+            ),
+        )
+    store.con.commit()

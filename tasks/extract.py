@@ -1,0 +1,138 @@
+"""Extract: the sources a run can read, each ending in the same StageResults.
+
+Dumps are staged chunk by chunk as they stream; API items are fetched per subreddit and kind,
+then staged through the same classifier, so quarantine, filters and raw keys behave alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import settings
+from tasks.config import PipelineConfig
+from tasks.lake import Lake
+from tasks.reddit_api import (
+    RedditAuth,
+    credentials_from_env,
+    posts_to_refresh,
+    refresh_posts,
+    run_extract,
+)
+from tasks.stage import StageResult, Window, stage_records
+from tasks.state import Watermarks
+
+API_BATCH_PREFIX = "api"
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    name: str
+    auth: RedditAuth | None
+    reason: str
+
+
+def resolve_source(config: PipelineConfig) -> ResolvedSource:
+    """'auto' becomes the API when credentials are configured, the sample otherwise."""
+    if config.source in ("sample", "dump"):
+        return ResolvedSource(config.source, None, f"--source {config.source}")
+    auth = load_auth(config)
+    if config.source == "api":
+        if auth is None:
+            raise ValueError(
+                "the API source needs Reddit credentials: set REDDIT_CLIENT_ID, "
+                "REDDIT_CLIENT_SECRET and REDDIT_USER_AGENT, or give a RedditCredentials block"
+            )
+        return ResolvedSource("api", auth, f"Reddit API, credentials from {auth.source}")
+    if auth is not None and config.subreddits:
+        return ResolvedSource("api", auth, f"Reddit API, credentials from {auth.source}")
+    why = "no Reddit credentials configured" if auth is None else "no --subreddit given"
+    return ResolvedSource("sample", None, f"the bundled sample dump ({why})")
+
+
+def load_auth(config: PipelineConfig) -> RedditAuth | None:
+    if config.reddit_credentials_block:
+        from blocks.reddit import RedditCredentials
+
+        return RedditCredentials.load(config.reddit_credentials_block).to_auth()
+    return credentials_from_env(os.environ)
+
+
+def api_batch_id(kind: str, subreddit: str, retrieved_utc: int, part: str = "new") -> str:
+    """API batches carry their retrieval time in the name: Reddit's JSON has none, and the
+    marts keep the version retrieved last (see process.batch_retrieved_utc)."""
+    return f"{API_BATCH_PREFIX}-{retrieved_utc}-{part}-{kind}-{subreddit}"
+
+
+def recent_posts(warehouse: Path, subreddits: list[str]) -> list[tuple[str, float]]:
+    """(fullname, created_utc) of the warehouse's posts in these subreddits."""
+    if not warehouse.exists():
+        return []
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_name = 'posts'"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return []
+        return con.execute(
+            "select fullname, epoch(created_at) from posts where subreddit in "
+            "(select unnest(?::varchar[]))",
+            [subreddits],
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def extract_api_source(
+    config: PipelineConfig, auth: RedditAuth, lake: Lake, watermarks: Watermarks
+) -> tuple[list[StageResult], list[str]]:
+    """New posts and comments of every subreddit, then the refresh of recent posts; returns
+    the staged results and one message per subreddit that could not be read."""
+    retrieved = int(time.time())
+    extracts = run_extract(
+        auth,
+        config.subreddits,
+        list(settings.KINDS),
+        watermarks,
+        overlap_seconds=config.overlap.total_seconds(),
+        base_url=config.reddit_base_url,
+    )
+    window = Window(tuple(config.subreddits), config.since, config.until)
+    results, problems = [], []
+    for extract in extracts:
+        if extract.error:
+            problems.append(extract.error)
+            continue
+        batch = api_batch_id(extract.kind, extract.subreddit, retrieved)
+        results.append(
+            stage_records(extract.lines, extract.kind, batch, batch, lake, window, config.raw_codec)
+        )
+    if config.refresh_max_age.total_seconds() > 0:
+        names = posts_to_refresh(
+            recent_posts(config.warehouse_path, config.subreddits),
+            config.refresh_max_age.total_seconds(),
+        )
+        if names:
+            lines = asyncio.run(refresh_posts(auth, names, base_url=config.reddit_base_url))
+            batch = api_batch_id("posts", "all", int(time.time()), part="refresh")
+            results.append(
+                stage_records(lines, "posts", batch, batch, lake, window, config.raw_codec)
+            )
+    return results, problems
+
+
+@task(name="extract-api", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
+def extract_api_task(
+    config: PipelineConfig, auth: RedditAuth, lake: Lake, watermarks: Watermarks
+) -> tuple[list[StageResult], list[str]]:
+    """Retried as a whole only after the client's own bounded retries gave up; staging is
+    idempotent, so a retry re-stages at most what it fetched again."""
+    return extract_api_source(config, auth, lake, watermarks)

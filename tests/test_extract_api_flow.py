@@ -1,0 +1,110 @@
+"""The API source inside the whole flow: the real asyncpraw against the fake Reddit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from fake_reddit import USER_AGENT, FakeReddit
+from helpers import path_args, run_cli
+
+from flows.main import reddit_pipeline
+from tasks.config import PipelineConfig
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def reddit() -> Iterator[FakeReddit]:
+    with FakeReddit(limit=200, window=2.0) as server:
+        yield server
+
+
+@pytest.fixture
+def reddit_env(reddit: FakeReddit, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {
+        "REDDIT_CLIENT_ID": reddit.client_id,
+        "REDDIT_CLIENT_SECRET": reddit.client_secret,
+        "REDDIT_USER_AGENT": USER_AGENT,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def _count(warehouse: Path, sql: str) -> int:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_api_run_loads_what_the_server_holds_then_only_what_is_new(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    start = time.time() - 2 * 86400  # two days old: inside the refresh age
+    posts = reddit.add_posts("python", 120, start, step=60)
+    reddit.add_comments("python", posts[0], 150, start + 30, step=30)
+    reddit.add_posts("dataengineering", 40, start, step=60)
+    reddit.unavailable["gone"] = "banned"
+    config = PipelineConfig(
+        source="auto",
+        subreddits=["python", "dataengineering", "gone"],
+        reddit_base_url=reddit.url,
+        **paths,
+    )
+
+    first = reddit_pipeline(config)
+
+    assert first.source == "api"
+    warehouse = paths["warehouse_path"]
+    assert _count(warehouse, "select count(*) from posts where subreddit = 'python'") == 120
+    assert _count(warehouse, "select count(*) from posts where subreddit = 'dataengineering'") == 40
+    assert _count(warehouse, "select count(*) from comments") == 150
+    assert any("r/gone" in m and "banned" in m for m in first.messages)
+
+    # New items, and a post whose score changed since: the refresh re-reads it.
+    reddit.add_posts("python", 5, time.time() - 600, step=10)
+    posts[3]["score"] = 9999
+    second = reddit_pipeline(config)
+
+    assert second.load is not None
+    assert second.load.inserted_totals()["posts"] == 5
+    assert _count(warehouse, "select count(*) from posts") == 165
+    assert _count(warehouse, f"select score from posts where id = '{posts[3]['id']}'") == 9999
+    listing = [s for s in second.stages if s.kind == "posts" and "-refresh-" not in s.source_file]
+    staged_new = sum(s.staged["python"] for s in listing)
+    assert staged_new < 120, "the second run must not re-read the whole listing"
+
+
+def test_cli_api_source_with_credentials_in_the_environment(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    reddit.add_posts("python", 30, time.time() - 3600, step=60)
+    result = run_cli(
+        ["--source", "api", "--subreddit", "python", "--reddit-url", reddit.url, *path_args(paths)],
+        prefect_api,
+        env=reddit_env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Reddit API" in result.stderr + result.stdout
+    assert _count(paths["warehouse_path"], "select count(*) from posts") == 30
+
+
+def test_bad_credentials_fail_fast_naming_the_variable_without_the_secret(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    reddit.add_posts("python", 3, time.time() - 3600)
+    env = {**reddit_env, "REDDIT_CLIENT_SECRET": "wrong-secret-value"}
+    result = run_cli(
+        ["--source", "api", "--subreddit", "python", "--reddit-url", reddit.url, *path_args(paths)],
+        prefect_api,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "REDDIT_CLIENT_SECRET" in result.stderr
+    assert "wrong-secret-value" not in result.stderr + result.stdout
