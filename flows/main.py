@@ -39,7 +39,7 @@ from tasks.state import (
 from tasks.summary import RunSummary
 
 
-@flow(name="reddit_pipeline", log_prints=True)
+@flow(name="reddit-pipeline", log_prints=True)
 def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     """Extract Reddit items, stage them raw, process, model, load into the warehouse, and
     advance the watermarks only once the load has committed."""
