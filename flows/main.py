@@ -108,7 +108,9 @@ def _run_stages(
                 check_dump(path)
                 window = _window(config, watermarks, dump_kind(path))
                 summary.stages.append(
-                    stage_dump_task(path, lake, window, config.raw_codec, config.chunk_bytes)
+                    stage_dump_task(
+                        path, lake, window, config.raw_codec, config.chunk_bytes, source.name
+                    )
                 )
     log.info(
         "Staged %d items (%d lines quarantined) into %s",
@@ -212,6 +214,15 @@ def _publish(summary: RunSummary) -> None:
 def main(argv: list[str] | None = None) -> int:
     from flows.cli import parse_config
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "rebuild":
+        from flows.rebuild import main as rebuild_main
+
+        return rebuild_main(argv[1:])
+    if argv and argv[0] == "status":
+        from flows.status import main as status_main
+
+        return status_main(argv[1:])
     config = parse_config(argv)
     try:
         summary = reddit_pipeline(config)

@@ -73,11 +73,18 @@ class StageResult:
     errors: list[str] = field(default_factory=list)
 
 
-def batch_id_for(source: Path, window: Window, chunk_index: int) -> str:
-    """The same input and window always give the same batch id, so reruns overwrite."""
-    stem = source.name.removesuffix(".zst")
-    identity = f"{source.name}|{source.stat().st_size}|{window.digest()}"
-    return f"{stem}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}-{chunk_index:04d}"
+def batch_id_for(path: Path, window: Window, chunk_index: int, source: str = "dump") -> str:
+    """The same input and window always give the same batch id, so reruns overwrite. The id
+    starts with the source ('dump', 'sample', 'api'): a rebuild from the lake alone can tell
+    which watermarks a batch belongs to."""
+    stem = path.name.removesuffix(".zst")
+    identity = f"{path.name}|{path.stat().st_size}|{window.digest()}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    return f"{source}-{stem}-{digest}-{chunk_index:04d}"
+
+
+def source_of_batch(batch_id: str) -> str:
+    return batch_id.split("-", 1)[0]
 
 
 def raw_key(kind: str, subreddit: str, dt: str, batch_id: str, codec: str) -> str:
@@ -222,7 +229,12 @@ class ChunkStager:
         )
         groups = self.con.execute(
             f"""
-            select subreddit, dt, count(*) as n, arg_max(id, created_utc), max(created_utc)
+            select
+                subreddit,
+                dt,
+                count(*) as n,
+                max(struct_pack(c := created_utc, i := id)).i,
+                max(created_utc)
             from classified where {self.filter_sql}
             group by subreddit, dt order by subreddit, dt
             """
@@ -275,6 +287,7 @@ def stage_dump(
     codec: str = "gzip",
     chunk_bytes: int = settings.CHUNK_BYTES,
     on_progress: Callable[[int], None] | None = None,
+    source: str = "dump",
 ) -> StageResult:
     """Stream one dump into raw batches; bounded memory whatever the dump's size."""
     kind = dump_kind(path)
@@ -291,7 +304,7 @@ def stage_dump(
                     tail=tail,
                 )
             ):
-                stager.stage(chunk, batch_id_for(path, window, index))
+                stager.stage(chunk, batch_id_for(path, window, index, source))
         finally:
             stager.close()
     if tail.error:
@@ -322,8 +335,10 @@ def stage_records(
 
 @task(name="stage-dump", cache_policy=NO_CACHE)
 def stage_dump_task(
-    path: Path, lake: Lake, window: Window, codec: str, chunk_bytes: int
+    path: Path, lake: Lake, window: Window, codec: str, chunk_bytes: int, source: str = "dump"
 ) -> StageResult:
     """Local file in, local lake out: nothing transient to retry, so no retries."""
     with file_progress(path) as on_progress:
-        return stage_dump(path, lake, window, codec, chunk_bytes, on_progress=on_progress)
+        return stage_dump(
+            path, lake, window, codec, chunk_bytes, on_progress=on_progress, source=source
+        )

@@ -1,0 +1,87 @@
+"""`python flows/main.py status`: the last runs, each subreddit's lag and the last failures,
+read from the state store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tasks import settings
+from tasks.state import StateStore
+
+
+def lags(store: StateStore, now: datetime | None = None) -> list[tuple[str, str, str, float]]:
+    """(source, subreddit, kind, hours behind now) for every watermark."""
+    now = now or datetime.now(UTC)
+    rows = store._execute(
+        "select source, subreddit, kind, created_utc from watermarks "
+        "order by source, subreddit, kind"
+    ).fetchall()
+    return [(src, sub, kind, (now.timestamp() - float(c)) / 3600) for src, sub, kind, c in rows]
+
+
+def _duration(run: dict[str, Any]) -> str:
+    if run["finished_at"] is None:
+        return "running"
+    return f"{(run['finished_at'] - run['started_at']).total_seconds():.1f}s"
+
+
+def render(
+    store: StateStore, console: Console, limit: int = 10, now: datetime | None = None
+) -> None:
+    runs = store.recent_runs(limit)
+    table = Table(title="last runs")
+    for column in ("started (UTC)", "run", "source", "status", "duration", "staged", "quarantined"):
+        table.add_column(column)
+    for run in runs:
+        counts = json.loads(run["counts"] or "{}")
+        table.add_row(
+            f"{run['started_at']:%Y-%m-%d %H:%M:%S}",
+            run["run_id"],
+            run["source"],
+            run["status"],
+            _duration(run),
+            str(counts.get("staged", "")),
+            str(counts.get("quarantined", "")),
+        )
+    console.print(table)
+
+    lag_table = Table(title="lag per subreddit (now minus watermark)")
+    for column in ("source", "subreddit", "kind", "lag (hours)"):
+        lag_table.add_column(column)
+    for source, subreddit, kind, hours in lags(store, now):
+        lag_table.add_row(source, subreddit, kind, f"{hours:.1f}")
+    console.print(lag_table)
+
+    failures = [r for r in store.recent_runs(100) if r["status"] == "failed"][:5]
+    if failures:
+        console.print("[bold red]last failures[/]")
+        for run in failures:
+            console.print(f"  {run['started_at']:%Y-%m-%d %H:%M} {run['run_id']}: {run['error']}")
+    else:
+        console.print("no failed runs")
+
+
+def main(argv: list[str]) -> int:
+    from flows.main import open_state
+    from tasks.config import PipelineConfig
+
+    parser = argparse.ArgumentParser(
+        prog="python flows/main.py status",
+        description="The last runs, each subreddit's lag and the last failures.",
+    )
+    parser.add_argument("--state", type=Path, default=settings.DEFAULT_STATE_PATH)
+    parser.add_argument("--limit", type=int, default=10)
+    args = parser.parse_args(argv)
+    store = open_state(PipelineConfig(state_path=args.state))
+    try:
+        render(store, Console(), args.limit)
+    finally:
+        store.close()
+    return 0

@@ -1,0 +1,112 @@
+"""Recovery from the lake: the raw layer alone is enough to recreate the processed layer, the
+marts, the warehouse and the watermarks."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks import duck, settings
+from tasks.lake import Lake, readable_path
+from tasks.load import LoadResult, load_duckdb
+from tasks.model import run_models
+from tasks.process import batch_of, process_batches
+from tasks.stage import source_of_batch
+from tasks.state import StateStore, Watermarks
+
+_RAW_KEY = re.compile(r"/subreddit=(?P<sub>[^/]+)/dt=(?P<dt>\d{4}-\d{2}-\d{2})/")
+
+
+@dataclass
+class RebuildResult:
+    batches: int = 0
+    processed_rows: int = 0
+    days: list[str] = field(default_factory=list)
+    load: LoadResult | None = None
+    watermarks: dict[str, Watermarks] = field(default_factory=dict)
+
+
+def raw_keys_to_rebuild(
+    lake: Lake,
+    kind: str,
+    subreddits: tuple[str, ...] = (),
+    since_day: str | None = None,
+    until_day: str | None = None,
+) -> list[str]:
+    """The raw keys behind each processed file that holds a matching partition. A processed
+    file holds one batch's day, all subreddits together, so it is rebuilt whole or not at
+    all: other subreddits of the same batch and day come back too."""
+    keys = lake.list_keys(f"{settings.RAW_PREFIX}/{kind}/")
+    wanted: set[tuple[str, str]] = set()
+    located = []
+    for key in keys:
+        match = _RAW_KEY.search(key)
+        if not match:
+            continue
+        located.append((key, batch_of(key), match["dt"]))
+        if subreddits and match["sub"] not in subreddits:
+            continue
+        if (since_day and match["dt"] < since_day) or (until_day and match["dt"] >= until_day):
+            continue
+        wanted.add((batch_of(key), match["dt"]))
+    return [key for key, batch, dt in located if (batch, dt) in wanted]
+
+
+def watermarks_from_processed(lake: Lake, kind: str, keys: list[str]) -> dict[str, Watermarks]:
+    """Per source, the newest (created_utc, fullname) of each subreddit, as runs commit them."""
+    if not keys:
+        return {}
+    con = duck.connect()
+    try:
+        with tempfile.TemporaryDirectory(prefix="reddit-rebuild-") as tmp:
+            paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
+            rows = con.execute(
+                f"""
+                select
+                    regexp_extract(filename, '([^/]+)\\.parquet$', 1) as batch,
+                    lower(subreddit) as subreddit,
+                    max(struct_pack(c := created_utc, n := name)) as newest
+                from read_parquet({duck.path_list(paths)}, filename = true)
+                group by all
+                """
+            ).fetchall()
+    finally:
+        con.close()
+    result: dict[str, Watermarks] = defaultdict(dict)
+    for batch, subreddit, newest in rows:
+        source = source_of_batch(batch)
+        candidate = (float(newest["c"]), str(newest["n"]))
+        current = result[source].get((subreddit, kind))
+        result[source][(subreddit, kind)] = max(current or candidate, candidate)
+    return dict(result)
+
+
+def rebuild(
+    lake: Lake,
+    warehouse: Path,
+    state: StateStore,
+    subreddits: tuple[str, ...] = (),
+    since_day: str | None = None,
+    until_day: str | None = None,
+) -> RebuildResult:
+    result = RebuildResult()
+    days: set[str] = set()
+    for kind in settings.KINDS:
+        keys = raw_keys_to_rebuild(lake, kind, subreddits, since_day, until_day)
+        result.batches += len({batch_of(k) for k in keys})
+        processed = process_batches(lake, kind, keys)
+        result.processed_rows += processed.rows
+        days |= processed.dts
+        for source, marks in watermarks_from_processed(
+            lake, kind, processed.processed_keys
+        ).items():
+            result.watermarks.setdefault(source, {}).update(marks)
+    result.days = sorted(days)
+    modeled = run_models(lake, result.days)
+    result.load = load_duckdb(warehouse, lake, modeled.curated_keys)
+    for source, marks in result.watermarks.items():
+        state.advance_watermarks(source, marks, "rebuild")
+    return result
