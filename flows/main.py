@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from tasks import settings
+from tasks.check import check_task, enforce, publish_check_results, record_check_results
 from tasks.config import PipelineConfig
 from tasks.dumps import check_dump, dump_kind
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
@@ -135,6 +136,25 @@ def _run_stages(
             modeled = model_task(lake, dts)
         log.info("Modeled %s", ", ".join(f"{m} {n}" for m, n in modeled.rows.items()))
         crash_point("after:model")
+        with _timed(summary, "check"):
+            kinds_found = sorted({s.kind for s in summary.stages if sum(s.staged.values())})
+            report = check_task(
+                lake,
+                dts,
+                modeled.curated_keys,
+                config.subreddits,
+                kinds_found,
+                config.freshness_max_age.total_seconds() / 3600,
+            )
+            publish_check_results(report, summary.run_id)
+            record_check_results(state, summary.run_id, report)
+        log.info(
+            "Checked %d contract checks: %d failed, %d warnings",
+            len(report.rows),
+            len(report.failures),
+            len(report.warnings),
+        )
+        enforce(report)  # QualityGateFailed: no load, no watermark commit, the run fails
         with _timed(summary, "load"):
             summary.load = load_task(config.warehouse_path, lake, modeled.curated_keys)
         log.info(

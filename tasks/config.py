@@ -58,6 +58,10 @@ class PipelineConfig(BaseModel):
         timedelta(hours=1),
         description="Re-read this much before each watermark, for items that arrive late.",
     )
+    freshness_max_age: timedelta = Field(
+        timedelta(hours=48),
+        description="Quality warning when the newest item is older than this.",
+    )
     lake_dir: Path = Field(settings.DEFAULT_LAKE_DIR, description="Local lake folder.")
     warehouse_path: Path = Field(
         settings.DEFAULT_WAREHOUSE_PATH, description="DuckDB warehouse file."

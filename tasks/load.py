@@ -1,14 +1,17 @@
 """Load: curated Parquet -> warehouse tables, through a staging table and one MERGE per table,
 all in one transaction: the warehouse holds the old state or the new one, never a mix.
 
-The MERGE only replaces a row with a strictly newer version, so loading the same files twice
-changes nothing.
+Only a strictly newer version replaces a row, so loading the same files twice changes nothing.
+The statements are plain SQL that DuckDB, PostgreSQL 15+ and Redshift all accept: Redshift's
+MERGE takes no target alias and no `WHEN MATCHED AND`, and it lacks IS DISTINCT FROM and
+FILTER, so staged rows that are not newer are pruned first and the MERGE is unconditional.
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +28,6 @@ TABLE_KEYS = {
     "comments": ("id",),
     "subreddit_daily": ("subreddit", "day"),
 }
-NEWER = "s.retrieved_at > t.retrieved_at or (t.retrieved_at is null and s.retrieved_at is not null)"
 
 
 @dataclass
@@ -44,32 +46,60 @@ class LoadResult:
         return sum(self.inserted_totals().values()) + sum(self.updated_totals().values())
 
 
-def _replace_condition(table: str, columns: list[str]) -> str:
+@dataclass(frozen=True)
+class MergeStatements:
+    """What loading one staged table runs, in order: counts (one row per subreddit: inserted,
+    replaced), prune (drop staged rows that are not newer), merge (unconditional)."""
+
+    counts: str
+    prune: str
+    merge: str
+
+
+def replace_condition(table: str, columns: Sequence[str], s: str, t: str) -> str:
+    """When a staged row `s` replaces the warehouse row `t` with the same key: a strictly newer
+    retrieval when the table has one, else any difference (null-safe, without IS DISTINCT FROM)."""
     if "retrieved_at" in columns:
-        return NEWER
+        return (
+            f"{s}.retrieved_at > {t}.retrieved_at "
+            f"or ({t}.retrieved_at is null and {s}.retrieved_at is not null)"
+        )
     keys = TABLE_KEYS[table]
-    return " or ".join(f"s.{c} is distinct from t.{c}" for c in columns if c not in keys)
+    return " or ".join(
+        f"({s}.{c} <> {t}.{c} or ({s}.{c} is null) <> ({t}.{c} is null))"
+        for c in columns
+        if c not in keys
+    )
 
 
-def merge_sql(table: str, columns: list[str]) -> tuple[str, str]:
-    """The count query and the MERGE for one table; plain SQL that DuckDB, PostgreSQL 15+ and
-    Redshift all accept."""
+def merge_statements(table: str, columns: Sequence[str]) -> MergeStatements:
+    """The portable load of `stage_{table}` into `table` (see the module docstring)."""
     keys = TABLE_KEYS[table]
-    on = " and ".join(f"t.{k} = s.{k}" for k in keys)
-    replace = _replace_condition(table, columns)
+    stage = f"stage_{table}"
+    replace = replace_condition(table, columns, "s", "t")
     counts = (
-        f"select s.subreddit, count(*) filter (where t.{keys[0]} is null), "
-        f"count(*) filter (where t.{keys[0]} is not null and ({replace})) "
-        f"from stage_{table} s left join {table} t on {on} group by s.subreddit"
+        f"select s.subreddit, "
+        f"cast(sum(case when t.{keys[0]} is null then 1 else 0 end) as bigint), "
+        f"cast(sum(case when t.{keys[0]} is not null and ({replace}) then 1 else 0 end) "
+        f"as bigint) from {stage} s left join {table} t on "
+        + " and ".join(f"t.{k} = s.{k}" for k in keys)
+        + " group by s.subreddit"
+    )
+    # The target of DELETE and MERGE takes no alias in Redshift: name the tables instead.
+    prune = (
+        f"delete from {stage} using {table} where "
+        + " and ".join(f"{table}.{k} = {stage}.{k}" for k in keys)
+        + f" and not coalesce(({replace_condition(table, columns, stage, table)}), false)"
     )
     merge = (
-        f"merge into {table} t using stage_{table} s on {on} "
-        f"when matched and ({replace}) then update set "
+        f"merge into {table} using {stage} s on "
+        + " and ".join(f"{table}.{k} = s.{k}" for k in keys)
+        + " when matched then update set "
         + ", ".join(f"{c} = s.{c}" for c in columns if c not in keys)
         + f" when not matched then insert ({', '.join(columns)}) "
         f"values ({', '.join('s.' + c for c in columns)})"
     )
-    return counts, merge
+    return MergeStatements(counts, prune, merge)
 
 
 def load_duckdb(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
@@ -90,11 +120,13 @@ def load_duckdb(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]])
                 )
                 columns = [row[0] for row in con.execute(f"describe stage_{table}").fetchall()]
                 _ensure_table(con, table, columns)
-                counts, merge = merge_sql(table, columns)
+                statements = merge_statements(table, columns)
                 result.changes[table] = {
-                    sub: (new, updated) for sub, new, updated in con.execute(counts).fetchall()
+                    sub: (new, updated)
+                    for sub, new, updated in con.execute(statements.counts).fetchall()
                 }
-                con.execute(merge)
+                con.execute(statements.prune)
+                con.execute(statements.merge)
                 faults.crash_point(f"load:{table}")
             con.execute("commit")
     except BaseException:

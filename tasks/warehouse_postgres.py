@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import faults
 from tasks.lake import Lake, readable_path
-from tasks.load import TABLE_KEYS, LoadResult
+from tasks.load import TABLE_KEYS, LoadResult, merge_statements
 
 BATCH_ROWS = 50_000  # rows per COPY chunk: memory stays bounded by this, not by the file.
 PARTITION_COLUMN = "dt"  # the hive partition in curated keys; not a table column.
@@ -36,62 +35,6 @@ PARTITION_COLUMN = "dt"  # the hive partition in curated keys; not a table colum
 class Cursor(Protocol):
     def execute(self, query: str, params: Any = ...) -> Any: ...
     def fetchall(self) -> list[tuple[Any, ...]]: ...
-
-
-@dataclass(frozen=True)
-class MergeStatements:
-    """What loading one staged table runs, in order: counts (one row per subreddit: inserted,
-    replaced), prune (drop staged rows that are not newer), merge (unconditional)."""
-
-    counts: str
-    prune: str
-    merge: str
-
-
-def replace_condition(table: str, columns: Sequence[str], s: str, t: str) -> str:
-    """When a staged row `s` replaces the warehouse row `t` with the same key: a strictly newer
-    retrieval when the table has one, else any difference (null-safe, without IS DISTINCT FROM)."""
-    if "retrieved_at" in columns:
-        return (
-            f"{s}.retrieved_at > {t}.retrieved_at "
-            f"or ({t}.retrieved_at is null and {s}.retrieved_at is not null)"
-        )
-    keys = TABLE_KEYS[table]
-    return " or ".join(
-        f"({s}.{c} <> {t}.{c} or ({s}.{c} is null) <> ({t}.{c} is null))"
-        for c in columns
-        if c not in keys
-    )
-
-
-def merge_statements(table: str, columns: Sequence[str]) -> MergeStatements:
-    """The portable load of `stage_{table}` into `table` (see the module docstring)."""
-    keys = TABLE_KEYS[table]
-    stage = f"stage_{table}"
-    replace = replace_condition(table, columns, "s", "t")
-    counts = (
-        f"select s.subreddit, "
-        f"cast(sum(case when t.{keys[0]} is null then 1 else 0 end) as bigint), "
-        f"cast(sum(case when t.{keys[0]} is not null and ({replace}) then 1 else 0 end) "
-        f"as bigint) from {stage} s left join {table} t on "
-        + " and ".join(f"t.{k} = s.{k}" for k in keys)
-        + " group by s.subreddit"
-    )
-    # The target of DELETE and MERGE takes no alias in Redshift: name the tables instead.
-    prune = (
-        f"delete from {stage} using {table} where "
-        + " and ".join(f"{table}.{k} = {stage}.{k}" for k in keys)
-        + f" and not coalesce(({replace_condition(table, columns, stage, table)}), false)"
-    )
-    merge = (
-        f"merge into {table} using {stage} s on "
-        + " and ".join(f"{table}.{k} = s.{k}" for k in keys)
-        + " when matched then update set "
-        + ", ".join(f"{c} = s.{c}" for c in columns if c not in keys)
-        + f" when not matched then insert ({', '.join(columns)}) "
-        f"values ({', '.join('s.' + c for c in columns)})"
-    )
-    return MergeStatements(counts, prune, merge)
 
 
 def pg_type(kind: pa.DataType, text_type: str = "text") -> str:
@@ -168,9 +111,7 @@ def copy_into_stage(cur: Any, table: str, columns: list[str], paths: Sequence[Pa
             copy.write(chunk)
 
 
-def load_postgres(
-    connection: Any, lake: Lake, curated_keys: dict[str, list[str]]
-) -> LoadResult:
+def load_postgres(connection: Any, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
     """Load curated files into PostgreSQL in one transaction: the warehouse holds the old state
     or the new one, never a mix; loading the same files twice changes nothing."""
     result = LoadResult()
@@ -195,7 +136,9 @@ def load_postgres(
 
 
 @task(name="load-postgres", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def load_postgres_task(warehouse: Any, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
+def load_postgres_task(
+    warehouse: Any, lake: Lake, curated_keys: dict[str, list[str]]
+) -> LoadResult:
     """Retried: the server can be briefly unreachable; the MERGE makes a retry safe.
     `warehouse` is a blocks.warehouse.PostgresWarehouse."""
     with warehouse.connect() as connection:
