@@ -8,10 +8,10 @@ target without any secret.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 if TYPE_CHECKING:
     import psycopg
@@ -45,7 +45,7 @@ class PostgresWarehouse(Block):
     )
     connect_timeout: int = Field(10, description="Seconds to wait for a connection.")
 
-    model_config = {"populate_by_name": True}
+    model_config: ClassVar[ConfigDict] = ConfigDict(populate_by_name=True)
 
     @field_validator("db_schema")
     @classmethod
@@ -56,10 +56,27 @@ class PostgresWarehouse(Block):
         """Where the warehouse is, for logs: never the password."""
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
 
+    @classmethod
+    def from_dsn(cls, dsn: str, schema: str = "public") -> PostgresWarehouse:
+        """An unsaved block from a libpq DSN or URL (local runs and tests)."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        parts = conninfo_to_dict(dsn)
+        password = parts.get("password")
+        return cls(
+            host=str(parts.get("host", "127.0.0.1")),
+            port=int(parts.get("port", 5432)),
+            database=str(parts.get("dbname", "postgres")),
+            user=str(parts.get("user", "postgres")),
+            password=SecretStr(str(password)) if password else None,
+            sslmode=str(parts.get("sslmode", "prefer")),
+            schema=schema,
+        )
+
     def connect(self) -> psycopg.Connection[Any]:
         """A psycopg 3 connection (not autocommit) with search_path on the block's schema,
         which is created on first use."""
-        import psycopg  # noqa: PLC0415 (optional dependency of the cloud path)
+        import psycopg  # the cloud path's dependency, imported when used
 
         try:
             connection = psycopg.connect(
@@ -100,7 +117,7 @@ class RedshiftWarehouse(Block):
     db_schema: str = Field("public", alias="schema", description="Schema of the tables.")
     ssl: bool = Field(True, description="Encrypt the connection (leave on).")
 
-    model_config = {"populate_by_name": True}
+    model_config: ClassVar[ConfigDict] = ConfigDict(populate_by_name=True)
 
     @field_validator("db_schema")
     @classmethod
@@ -136,7 +153,7 @@ class RedshiftWarehouse(Block):
 
     def connect(self) -> Any:
         """A redshift_connector connection (autocommit off) with search_path set."""
-        import redshift_connector  # noqa: PLC0415
+        import redshift_connector
 
         try:
             connection = redshift_connector.connect(**self.connect_kwargs())

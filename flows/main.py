@@ -20,15 +20,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from tasks import settings
-from tasks.check import check_task, enforce, publish_check_results, record_check_results
+from tasks.check import (
+    CheckReport,
+    check_task,
+    enforce,
+    publish_check_results,
+    record_check_results,
+)
 from tasks.config import PipelineConfig
 from tasks.dumps import check_dump, dump_kind
+from tasks.engines import Engines, build_engines
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
 from tasks.faults import crash_point
-from tasks.lake import LocalLake
-from tasks.load import load_task
-from tasks.model import model_task
-from tasks.process import process_task
+from tasks.lake import Lake
 from tasks.stage import Window, stage_dump_task
 from tasks.state import (
     RunRecord,
@@ -48,7 +52,8 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     log = get_run_logger()
     source = resolve_source(config)
     log.info("Source: %s", source.reason)
-    lake = LocalLake(config.lake_dir)
+    engines = build_engines(config)
+    log.info("Engines: %s", ", ".join(f"{k} {v}" for k, v in engines.description.items()))
     state = open_state(config)
     summary = RunSummary(
         run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
@@ -67,7 +72,7 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     )
     try:
         with state.subreddit_locks(source.name, config.subreddits or ["*"]):
-            _run_stages(config, source, lake, state, summary)
+            _run_stages(config, source, engines, state, summary)
     except BaseException as exc:
         summary.status = "failed"
         state.finish_run(
@@ -92,12 +97,13 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
 def _run_stages(
     config: PipelineConfig,
     source: ResolvedSource,
-    lake: LocalLake,
+    engines: Engines,
     state: StateStore,
     summary: RunSummary,
 ) -> None:
     """The data path, top to bottom: extract+stage, process, model, load, commit."""
     log = get_run_logger()
+    lake = engines.lake
     watermarks = {} if config.full_refresh else state.read_watermarks(source.name)
     with _timed(summary, "extract+stage"):
         if source.name == "api" and source.auth is not None:
@@ -117,15 +123,15 @@ def _run_stages(
         "Staged %d items (%d lines quarantined) into %s",
         summary.staged,
         summary.quarantined,
-        config.lake_dir,
+        engines.description["lake"],
     )
     crash_point("after:stage")
 
     if summary.staged:
         with _timed(summary, "process"):
             processed = [
-                process_task(
-                    lake, kind, [k for s in summary.stages if s.kind == kind for k in s.raw_keys]
+                engines.process(
+                    kind, [k for s in summary.stages if s.kind == kind for k in s.raw_keys]
                 )
                 for kind in settings.KINDS
             ]
@@ -133,33 +139,17 @@ def _run_stages(
         log.info("Processed %d rows into %d days", sum(p.rows for p in processed), len(dts))
         crash_point("after:process")
         with _timed(summary, "model"):
-            modeled = model_task(lake, dts)
+            modeled = engines.model(dts)
         log.info("Modeled %s", ", ".join(f"{m} {n}" for m, n in modeled.rows.items()))
         crash_point("after:model")
         with _timed(summary, "check"):
-            kinds_found = sorted({s.kind for s in summary.stages if sum(s.staged.values())})
-            report = check_task(
-                lake,
-                dts,
-                modeled.curated_keys,
-                config.subreddits,
-                kinds_found,
-                config.freshness_max_age.total_seconds() / 3600,
-            )
-            publish_check_results(report, summary.run_id)
-            record_check_results(state, summary.run_id, report)
-        log.info(
-            "Checked %d contract checks: %d failed, %d warnings",
-            len(report.rows),
-            len(report.failures),
-            len(report.warnings),
-        )
+            report = _quality_gate(config, lake, dts, modeled.curated_keys, state, summary)
         enforce(report)  # QualityGateFailed: no load, no watermark commit, the run fails
         with _timed(summary, "load"):
-            summary.load = load_task(config.warehouse_path, lake, modeled.curated_keys)
+            summary.load = engines.load(modeled.curated_keys, summary.run_id)
         log.info(
             "Loaded into %s: new %s, updated %s",
-            config.warehouse_path,
+            engines.description["warehouse"],
             summary.load.inserted_totals(),
             summary.load.updated_totals(),
         )
@@ -170,6 +160,35 @@ def _run_stages(
 
     with _timed(summary, "commit"):
         _commit(state, source.name, summary)
+
+
+def _quality_gate(
+    config: PipelineConfig,
+    lake: Lake,
+    dts: list[str],
+    curated_keys: dict[str, list[str]],
+    state: StateStore,
+    summary: RunSummary,
+) -> CheckReport:
+    """Run the contracts, publish and record the results; the caller enforces them."""
+    kinds_found = sorted({s.kind for s in summary.stages if sum(s.staged.values())})
+    report = check_task(
+        lake,
+        dts,
+        curated_keys,
+        config.subreddits,
+        kinds_found,
+        config.freshness_max_age.total_seconds() / 3600,
+    )
+    publish_check_results(report, summary.run_id)
+    record_check_results(state, summary.run_id, report)
+    get_run_logger().info(
+        "Checked %d contract checks: %d failed, %d warnings",
+        len(report.rows),
+        len(report.failures),
+        len(report.warnings),
+    )
+    return report
 
 
 def open_state(config: PipelineConfig) -> StateStore:

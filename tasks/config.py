@@ -12,6 +12,10 @@ from tasks import settings
 
 SourceName = Literal["auto", "sample", "dump", "api"]
 RawCodec = Literal["gzip", "zstd"]
+LakeKind = Literal["local", "s3"]
+ProcessEngine = Literal["duckdb", "glue"]
+ModelEngine = Literal["duckdb", "athena"]
+WarehouseKind = Literal["duckdb", "postgres", "redshift"]
 
 # Reddit's rule for subreddit names: 3 to 21 letters, digits or underscores
 # (a few historic names are 2 characters long, e.g. r/de, r/tr).
@@ -71,6 +75,34 @@ class PipelineConfig(BaseModel):
         None,
         description="PostgreSQL DSN of the state store (production); overrides state_path. "
         "Also read from REDDIT_PIPELINE_STATE_DSN.",
+    )
+    lake: LakeKind = Field("local", description="Where the lake lives: a local folder or S3.")
+    s3_bucket_block: str | None = Field(
+        None, description="Name of a prefect-aws S3Bucket block, for lake 's3'."
+    )
+    aws_credentials_block: str | None = Field(
+        None,
+        description="Name of a prefect-aws AwsCredentials block for Glue and Athena; default: "
+        "the standard AWS chain (environment, instance or task role).",
+    )
+    process_engine: ProcessEngine = Field(
+        "duckdb", description="Raw -> processed: DuckDB here, or an AWS Glue job (lake 's3')."
+    )
+    glue_job_name: str | None = Field(None, description="The Glue job, for process_engine 'glue'.")
+    model_engine: ModelEngine = Field(
+        "duckdb", description="The SQL models: DuckDB here, or Athena (an AthenaEngine block)."
+    )
+    athena_block: str | None = Field(None, description="Name of an AthenaEngine block.")
+    warehouse: WarehouseKind = Field(
+        "duckdb", description="Where curated tables are loaded: DuckDB file, PostgreSQL, Redshift."
+    )
+    warehouse_block: str | None = Field(
+        None, description="Name of a PostgresWarehouse or RedshiftWarehouse block."
+    )
+    warehouse_dsn: SecretStr | None = Field(
+        None,
+        description="PostgreSQL DSN of the warehouse when no block is named. Also read from "
+        "REDDIT_PIPELINE_WAREHOUSE_DSN.",
     )
     raw_codec: RawCodec = Field(
         "gzip",

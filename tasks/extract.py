@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import settings
+from tasks import duck, settings
 from tasks.config import PipelineConfig
-from tasks.lake import Lake
+from tasks.lake import Lake, readable_path
 from tasks.reddit_api import (
     RedditAuth,
     credentials_from_env,
@@ -71,22 +72,28 @@ def api_batch_id(kind: str, subreddit: str, retrieved_utc: int, part: str = "new
     return f"{API_BATCH_PREFIX}-{retrieved_utc}-{part}-{kind}-{subreddit}"
 
 
-def recent_posts(warehouse: Path, subreddits: list[str]) -> list[tuple[str, float]]:
-    """(fullname, created_utc) of the warehouse's posts in these subreddits."""
-    if not warehouse.exists():
+def recent_posts(lake: Lake, subreddits: list[str], max_age: timedelta) -> list[tuple[str, float]]:
+    """(fullname, created_utc) of the processed posts of these subreddits from the last days,
+    read from the lake so it works whatever the warehouse is."""
+    today = datetime.now(UTC).date()
+    days = [(today - timedelta(days=n)).isoformat() for n in range(max_age.days + 2)]
+    keys = [
+        key
+        for day in days
+        for key in lake.list_keys(f"{settings.PROCESSED_PREFIX}/posts/dt={day}/")
+        if key.endswith(".parquet")
+    ]
+    if not keys:
         return []
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = duck.connect()
     try:
-        exists = con.execute(
-            "select count(*) from information_schema.tables where table_name = 'posts'"
-        ).fetchone()
-        if not exists or not exists[0]:
-            return []
-        return con.execute(
-            "select fullname, epoch(created_at) from posts where subreddit in "
-            "(select unnest(?::varchar[]))",
-            [subreddits],
-        ).fetchall()
+        with tempfile.TemporaryDirectory(prefix="reddit-refresh-") as tmp:
+            paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
+            return con.execute(
+                f"select distinct name, created_utc from read_parquet({duck.path_list(paths)}) "
+                "where lower(subreddit) in (select unnest(?::varchar[]))",
+                [subreddits],
+            ).fetchall()
     finally:
         con.close()
 
@@ -117,7 +124,7 @@ def extract_api_source(
         )
     if config.refresh_max_age.total_seconds() > 0:
         names = posts_to_refresh(
-            recent_posts(config.warehouse_path, config.subreddits),
+            recent_posts(lake, config.subreddits, config.refresh_max_age),
             config.refresh_max_age.total_seconds(),
         )
         if names:

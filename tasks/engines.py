@@ -1,0 +1,154 @@
+"""Which lake, process engine, model engine and warehouse a run uses, from its config.
+
+The flow calls the same four steps whatever they are; only this module knows that the local
+defaults are a folder and DuckDB, and that production may be S3, Glue, Athena and Redshift.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.config import PipelineConfig
+from tasks.lake import Lake, LocalLake
+from tasks.load import LoadResult, load_task
+from tasks.model import ModelResult, model_task
+from tasks.process import ProcessResult, process_task
+
+ProcessStep = Callable[[str, list[str]], ProcessResult]
+ModelStep = Callable[[list[str]], ModelResult]
+LoadStep = Callable[[dict[str, list[str]], str], LoadResult]
+
+
+@dataclass
+class Engines:
+    lake: Lake
+    process: ProcessStep
+    model: ModelStep
+    load: LoadStep
+    description: dict[str, str]
+
+
+def aws_credentials(config: PipelineConfig) -> Any:
+    """A prefect-aws AwsCredentials: the named block, or the default chain (environment,
+    instance or task role) when none is named."""
+    from prefect_aws import AwsCredentials
+
+    if config.aws_credentials_block:
+        return AwsCredentials.load(config.aws_credentials_block)
+    return AwsCredentials()
+
+
+def build_lake(config: PipelineConfig) -> tuple[Lake, str | None]:
+    """The lake and, for S3, its s3:// URI (cloud engines address files by URI)."""
+    if config.lake == "local":
+        return LocalLake(config.lake_dir), None
+    from tasks.lake_s3 import S3Lake
+
+    if not config.s3_bucket_block:
+        raise ValueError("lake 's3' needs s3_bucket_block, the name of a prefect-aws S3Bucket")
+    from prefect_aws.s3 import S3Bucket
+
+    lake = S3Lake.from_block(S3Bucket.load(config.s3_bucket_block))
+    return lake, lake.uri()
+
+
+def build_engines(config: PipelineConfig) -> Engines:
+    lake, lake_uri = build_lake(config)
+    description = {"lake": lake.describe(""), "process": config.process_engine}
+
+    def process_duckdb(kind: str, keys: list[str]) -> ProcessResult:
+        return process_task(lake, kind, keys)
+
+    process: ProcessStep = process_duckdb
+    if config.process_engine == "glue":
+        process = _glue_process(config, lake, lake_uri)
+
+    def model_duckdb(dts: list[str]) -> ModelResult:
+        return model_task(lake, dts)
+
+    model: ModelStep = model_duckdb
+    description["model"] = config.model_engine
+    if config.model_engine == "athena":
+        model = _athena_model(config, lake)
+
+    load, description["warehouse"] = _warehouse(config, lake, lake_uri)
+    return Engines(lake, process, model, load, description)
+
+
+def _glue_process(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> ProcessStep:
+    from tasks.glue import glue_process_task
+
+    if lake_uri is None:
+        raise ValueError("process_engine 'glue' needs the S3 lake (lake: s3)")
+    if not config.glue_job_name:
+        raise ValueError("process_engine 'glue' needs glue_job_name")
+    credentials = aws_credentials(config)
+
+    def process(kind: str, keys: list[str]) -> ProcessResult:
+        return glue_process_task(credentials, config.glue_job_name, lake, lake_uri, kind, keys)
+
+    return process
+
+
+def _athena_model(config: PipelineConfig, lake: Lake) -> ModelStep:
+    from blocks.warehouse import AthenaEngine
+    from tasks.athena import model_athena_task
+
+    if not config.athena_block:
+        raise ValueError("model_engine 'athena' needs athena_block, an AthenaEngine block")
+    engine = AthenaEngine.load(config.athena_block)
+    client = aws_credentials(config).get_client("athena")
+
+    def model(dts: list[str]) -> ModelResult:
+        return model_athena_task(engine, lake, dts, client)
+
+    return model
+
+
+def _warehouse(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> tuple[LoadStep, str]:
+    if config.warehouse == "duckdb":
+
+        def load_duckdb(keys: dict[str, list[str]], run_id: str) -> LoadResult:
+            return load_task(config.warehouse_path, lake, keys)
+
+        return load_duckdb, str(config.warehouse_path)
+    if config.warehouse == "postgres":
+        from blocks.warehouse import PostgresWarehouse
+        from tasks.warehouse_postgres import load_postgres_task
+
+        block = _postgres_block(config, PostgresWarehouse)
+
+        def load_postgres(keys: dict[str, list[str]], run_id: str) -> LoadResult:
+            return load_postgres_task(block, lake, keys)
+
+        return load_postgres, block.describe()
+    from blocks.warehouse import RedshiftWarehouse
+    from tasks.warehouse_redshift import load_redshift_task
+
+    if lake_uri is None:
+        raise ValueError("warehouse 'redshift' loads with COPY from S3: it needs lake 's3'")
+    if not config.warehouse_block:
+        raise ValueError("warehouse 'redshift' needs warehouse_block, a RedshiftWarehouse block")
+    redshift = RedshiftWarehouse.load(config.warehouse_block)
+
+    def load_redshift(keys: dict[str, list[str]], run_id: str) -> LoadResult:
+        return load_redshift_task(redshift, lake, lake_uri, keys, run_id)
+
+    return load_redshift, redshift.describe()
+
+
+def _postgres_block(config: PipelineConfig, block_type: Any) -> Any:
+    """The named PostgresWarehouse block, or one built from a DSN (local use and tests)."""
+    if config.warehouse_block:
+        return block_type.load(config.warehouse_block)
+    dsn = config.warehouse_dsn.get_secret_value() if config.warehouse_dsn else None
+    dsn = dsn or os.environ.get("REDDIT_PIPELINE_WAREHOUSE_DSN")
+    if not dsn:
+        raise ValueError(
+            "warehouse 'postgres' needs warehouse_block (a PostgresWarehouse block) or "
+            "warehouse_dsn (REDDIT_PIPELINE_WAREHOUSE_DSN)"
+        )
+    return block_type.from_dsn(dsn)
