@@ -9,7 +9,7 @@ export PREFECT_HOME ?= $(CURDIR)/.local/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: run test lint e2e bench sample clean
+.PHONY: run test lint e2e bench sample deploy-local bridge-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,18 @@ run: $(STAMP)
 	mkdir -p $(PREFECT_HOME)
 	$(BIN)/python flows/main.py
 
-## lint, then the whole test suite (end-to-end tests included)
+## lint, then the whole test suite (end-to-end tests included), then the Airflow bridge's
+## suite in its own virtualenv (Airflow and Prefect cannot share one)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
+	airflow_bridge/ci.sh
+
+bridge-test: $(STAMP)
+	airflow_bridge/ci.sh
+
+## create blocks, work pool, Reddit API limit, alerts and deployments on PREFECT_API_URL (idempotent)
+deploy-local: $(STAMP)
+	$(BIN)/python -m flows.bootstrap
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,10 +45,11 @@ e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/process_bench.py
+	$(BIN)/python bench/extract_bench.py
 
 ## regenerate the bundled sample (fixed seed: the output is byte-identical)
 sample: $(STAMP)
 	$(BIN)/python scripts/make_sample.py
 
 clean:
-	rm -rf $(VENV) .local
+	rm -rf $(VENV) .venv-airflow .local

@@ -1,4 +1,4 @@
-"""Alerts as code: Prefect automations that notify people when a reddit_pipeline run fails or
+"""Alerts as code: Prefect automations that notify people when a reddit-pipeline run fails or
 crashes, and when a data contract fails (`reddit_pipeline.quality.failed`, emitted by
 tasks.check.publish_check_results).
 
@@ -24,16 +24,17 @@ from pydantic import BaseModel, Field, SecretStr
 
 from tasks.check import QUALITY_FAILED_EVENT
 
-FLOW_NAME = "reddit_pipeline"
-RUN_FAILED_AUTOMATION = "reddit_pipeline: run failed or crashed"
-QUALITY_FAILED_AUTOMATION = "reddit_pipeline: data contract failed"
+# The flow's registered name (flows/main.py), which deployments reference too.
+FLOW_NAME = "reddit-pipeline"
+RUN_FAILED_AUTOMATION = "reddit-pipeline: run failed or crashed"
+QUALITY_FAILED_AUTOMATION = "reddit-pipeline: data contract failed"
 
-RUN_FAILED_SUBJECT = "reddit_pipeline run {{ flow_run.name }} {{ flow_run.state.name }}"
+RUN_FAILED_SUBJECT = "reddit-pipeline run {{ flow_run.name }} {{ flow_run.state.name }}"
 RUN_FAILED_BODY = (
     "Flow run {{ flow.name }}/{{ flow_run.name }} ({{ flow_run.id }}) entered "
     "{{ flow_run.state.name }}.\n{{ flow_run.state.message }}"
 )
-QUALITY_SUBJECT = "reddit_pipeline data contract failed: {{ event.payload.dataset }}"
+QUALITY_SUBJECT = "reddit-pipeline data contract failed: {{ event.payload.dataset }}"
 QUALITY_BODY = (
     "Data contract checks failed on {{ event.payload.dataset }} "
     "(run {{ event.payload.run_id }}); the load was stopped.\n{{ event.payload.summary }}"
@@ -173,7 +174,7 @@ def ensure_alerts(target: AlertConfig | UUID | str) -> dict[str, UUID]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tasks.alerts",
-        description="Create or update the reddit_pipeline alert automations on the Prefect "
+        description="Create or update the reddit-pipeline alert automations on the Prefect "
         "server in PREFECT_API_URL.",
     )
     where = parser.add_mutually_exclusive_group(required=True)

@@ -20,6 +20,9 @@ WarehouseKind = Literal["duckdb", "postgres", "redshift"]
 # Reddit's rule for subreddit names: 3 to 21 letters, digits or underscores
 # (a few historic names are 2 characters long, e.g. r/de, r/tr).
 SUBREDDIT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_]{1,20}$"
+# The same rule in the JSON schema, so the Prefect server rejects a bad name before a run
+# starts; it admits the "r/" prefix and spaces the validator strips.
+SUBREDDIT_INPUT_PATTERN = r"^\s*/?(r/)?[A-Za-z0-9][A-Za-z0-9_]{1,20}\s*$"
 
 
 class PipelineConfig(BaseModel):
@@ -54,6 +57,12 @@ class PipelineConfig(BaseModel):
     subreddits: list[str] = Field(
         default_factory=list,
         description="Subreddits to keep (case-insensitive). Empty keeps every subreddit.",
+        json_schema_extra={"items": {"type": "string", "pattern": SUBREDDIT_INPUT_PATTERN}},
+    )
+    reddit_rate_limit: str | None = Field(
+        None,
+        description="Name of a Prefect global concurrency limit that every worker using the "
+        "same Reddit OAuth client shares (e.g. 'reddit-api', made by the bootstrap).",
     )
     since: datetime | None = Field(None, description="Keep items created at or after (UTC).")
     until: datetime | None = Field(None, description="Keep items created before (UTC).")
@@ -80,6 +89,10 @@ class PipelineConfig(BaseModel):
     s3_bucket_block: str | None = Field(
         None, description="Name of a prefect-aws S3Bucket block, for lake 's3'."
     )
+    s3_encryption: Literal["AES256", "aws:kms", "none"] = Field(
+        "AES256", description="Server-side encryption of every lake object: SSE-S3 or SSE-KMS."
+    )
+    s3_kms_key_id: str | None = Field(None, description="KMS key id or ARN for 'aws:kms'.")
     aws_credentials_block: str | None = Field(
         None,
         description="Name of a prefect-aws AwsCredentials block for Glue and Athena; default: "
@@ -144,6 +157,10 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"since ({self.since}) must be before until ({self.until})")
         if self.source == "dump" and not self.dump_paths:
             raise ValueError("source 'dump' needs at least one dump path")
+        if self.process_engine == "glue" and self.raw_codec != "gzip":
+            raise ValueError("the Glue engine reads gzip raw batches only: use raw_codec 'gzip'")
+        if self.process_engine != "duckdb" and self.lake != "s3":
+            raise ValueError(f"process_engine '{self.process_engine}' needs lake 's3'")
         if self.source == "api" and not self.subreddits:
             raise ValueError("source 'api' needs at least one subreddit")
         return self

@@ -54,8 +54,8 @@ class UnsupportedInDialectError(ValueError):
 def model_schemas() -> Schema:
     """Every relation the models read or build, with DuckDB's column types: the processed
     schema (the process models over no lines) and each model run over it."""
-    from tasks.model import build_models  # noqa: PLC0415 (model imports prefect; keep it lazy)
-    from tasks.process import empty_processed_sql  # noqa: PLC0415
+    from tasks.model import build_models
+    from tasks.process import empty_processed_sql
 
     con = duck.connect()
     try:
@@ -103,10 +103,9 @@ def transpile_models(dialect: Dialect, pretty: bool = True) -> dict[str, str]:
 def _expand_stars(tree: exp.Expression, schema: Schema) -> exp.Expression:
     # qualify() expands `* EXCLUDE` through the CTE chain when it knows the source columns; it
     # also qualifies every column, which is harmless in generated text.
-    known = {table: cols for table, cols in schema.items()}
     return qualify(
         tree,
-        schema=known,
+        schema=schema,
         dialect="duckdb",
         quote_identifiers=False,
         validate_qualify_columns=False,

@@ -45,14 +45,15 @@ def build_lake(config: PipelineConfig) -> tuple[Lake, str | None]:
     """The lake and, for S3, its s3:// URI (cloud engines address files by URI)."""
     if config.lake == "local":
         return LocalLake(config.lake_dir), None
-    from tasks.lake_s3 import S3Lake
+    from tasks.lake_s3 import S3Lake, S3LakeSettings
 
     if not config.s3_bucket_block:
         raise ValueError("lake 's3' needs s3_bucket_block, the name of a prefect-aws S3Bucket")
     from prefect_aws.s3 import S3Bucket
 
-    lake = S3Lake.from_block(S3Bucket.load(config.s3_bucket_block))
-    return lake, lake.uri()
+    settings = S3LakeSettings(sse=config.s3_encryption, kms_key_id=config.s3_kms_key_id)
+    lake = S3Lake.from_block(S3Bucket.load(config.s3_bucket_block), settings)
+    return lake, lake.root_uri
 
 
 def build_engines(config: PipelineConfig) -> Engines:
@@ -79,16 +80,17 @@ def build_engines(config: PipelineConfig) -> Engines:
 
 
 def _glue_process(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> ProcessStep:
-    from tasks.glue import glue_process_task
+    from tasks.glue import process_glue_task
 
     if lake_uri is None:
         raise ValueError("process_engine 'glue' needs the S3 lake (lake: s3)")
     if not config.glue_job_name:
         raise ValueError("process_engine 'glue' needs glue_job_name")
     credentials = aws_credentials(config)
+    s3_lake, job_name = lake, config.glue_job_name
 
     def process(kind: str, keys: list[str]) -> ProcessResult:
-        return glue_process_task(credentials, config.glue_job_name, lake, lake_uri, kind, keys)
+        return process_glue_task(credentials, s3_lake, job_name, kind, keys)
 
     return process
 

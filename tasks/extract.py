@@ -21,6 +21,7 @@ from tasks import duck, settings
 from tasks.config import PipelineConfig
 from tasks.lake import Lake, readable_path
 from tasks.reddit_api import (
+    ClientOptions,
     RedditAuth,
     credentials_from_env,
     posts_to_refresh,
@@ -111,6 +112,7 @@ def extract_api_source(
         watermarks,
         overlap_seconds=config.overlap.total_seconds(),
         base_url=config.reddit_base_url,
+        options=ClientOptions(global_limit=config.reddit_rate_limit),
     )
     window = Window(tuple(config.subreddits), config.since, config.until)
     results, problems = [], []
@@ -128,7 +130,14 @@ def extract_api_source(
             config.refresh_max_age.total_seconds(),
         )
         if names:
-            lines = asyncio.run(refresh_posts(auth, names, base_url=config.reddit_base_url))
+            lines = asyncio.run(
+                refresh_posts(
+                    auth,
+                    names,
+                    base_url=config.reddit_base_url,
+                    options=ClientOptions(global_limit=config.reddit_rate_limit),
+                )
+            )
             batch = api_batch_id("posts", "all", int(time.time()), part="refresh")
             results.append(
                 stage_records(lines, "posts", batch, batch, lake, window, config.raw_codec)

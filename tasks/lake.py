@@ -98,6 +98,8 @@ def readable_path(lake: Lake, key: str, tmp_dir: Path) -> Path:
     local = lake.local_path(key)
     if local is not None:
         return local
-    target = tmp_dir / key.replace("/", "__")
+    # Keep the key's folders: engines read day= and dt= partitions from the path (hive style).
+    target = tmp_dir / key
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(lake.get_bytes(key))
     return target

@@ -41,3 +41,45 @@ def test_a_cloud_engine_without_its_block_fails_with_a_clear_message(
 ) -> None:
     with pytest.raises(ValueError, match="athena_block"):
         reddit_pipeline(PipelineConfig(model_engine="athena", **paths))
+
+
+def test_sample_through_an_s3_lake_on_moto_lands_the_same_rows(
+    prefect_api: str, paths: dict[str, Path], moto_server: str
+) -> None:
+    import boto3
+    import duckdb
+    from prefect_aws import AwsClientParameters, AwsCredentials
+    from prefect_aws.s3 import S3Bucket
+
+    boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="reddit-lake-e2e")
+    credentials = AwsCredentials(
+        aws_access_key_id="testing",
+        aws_secret_access_key=SecretStr("testing"),
+        region_name="us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=moto_server),
+    )
+    S3Bucket(bucket_name="reddit-lake-e2e", bucket_folder="lake", credentials=credentials).save(
+        "e2e-lake", overwrite=True
+    )
+
+    summary = reddit_pipeline(PipelineConfig(lake="s3", s3_bucket_block="e2e-lake", **paths))
+
+    con = duckdb.connect(str(paths["warehouse_path"]), read_only=True)
+    counts = [con.execute(f"select count(*) from {t}").fetchone()[0] for t in ("posts", "comments")]
+    con.close()
+    assert counts == [600, 3000]
+    assert summary.staged == 3615
+    keys = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).list_objects_v2(Bucket="reddit-lake-e2e", Prefix="lake/raw/reddit/posts/")
+    assert keys["KeyCount"] > 0

@@ -149,12 +149,16 @@ def test_a_failed_load_leaves_the_warehouse_as_it_was(pg_dsn: str, tmp_path: Pat
     lake = LocalLake(tmp_path / "lake")
     block = _block(pg_dsn, schema="public")
     good = _write(
-        lake, "curated/reddit/posts/dt=2024-03-01/part-0.parquet", [_post("a", 1, datetime(2024, 3, 2))]
+        lake,
+        "curated/reddit/posts/dt=2024-03-01/part-0.parquet",
+        [_post("a", 1, datetime(2024, 3, 2))],
     )
     with block.connect() as connection:
         load_postgres(connection, lake, {"posts": [good]})
     newer = _write(
-        lake, "curated/reddit/posts/dt=2024-03-02/part-0.parquet", [_post("b", 1, datetime(2024, 3, 3))]
+        lake,
+        "curated/reddit/posts/dt=2024-03-02/part-0.parquet",
+        [_post("b", 1, datetime(2024, 3, 3))],
     )
     missing = "curated/reddit/comments/dt=2024-03-02/part-0.parquet"
     with block.connect() as connection, pytest.raises(OSError):
@@ -171,7 +175,12 @@ def test_subreddit_daily_replaces_a_row_that_differs_even_from_null(
     block = _block(pg_dsn, schema="public")
     day = datetime(2024, 3, 1).date()
     schema = pa.schema(
-        [("subreddit", pa.string()), ("day", pa.date32()), ("posts", pa.int64()), ("m", pa.float64())]
+        [
+            ("subreddit", pa.string()),
+            ("day", pa.date32()),
+            ("posts", pa.int64()),
+            ("m", pa.float64()),
+        ]
     )
     results = []
     for median in (None, 2.5, 2.5):
@@ -185,12 +194,16 @@ def test_subreddit_daily_replaces_a_row_that_differs_even_from_null(
 def test_the_merge_statements_run_on_duckdb_too(tmp_path: Path) -> None:
     """The shared statements are meant to replace tasks/load.py's merge_sql: DuckDB runs them."""
     con = duckdb.connect()
-    con.execute("create table posts (id varchar primary key, subreddit varchar, score int, "
-                "retrieved_at timestamp)")
+    con.execute(
+        "create table posts (id varchar primary key, subreddit varchar, score int, "
+        "retrieved_at timestamp)"
+    )
     con.execute("insert into posts values ('a', 'python', 1, '2024-03-02')")
-    con.execute("create temp table stage_posts as select * from (values "
-                "('a', 'python', 9, timestamp '2024-03-05'), ('b', 'python', 2, null)) "
-                "v(id, subreddit, score, retrieved_at)")
+    con.execute(
+        "create temp table stage_posts as select * from (values "
+        "('a', 'python', 9, timestamp '2024-03-05'), ('b', 'python', 2, null)) "
+        "v(id, subreddit, score, retrieved_at)"
+    )
     statements = merge_statements("posts", ["id", "subreddit", "score", "retrieved_at"])
     assert con.execute(statements.counts).fetchall() == [("python", 1, 1)]
     con.execute(statements.prune)
@@ -199,3 +212,44 @@ def test_the_merge_statements_run_on_duckdb_too(tmp_path: Path) -> None:
         ("a", 9),
         ("b", 2),
     ]
+
+
+def test_a_failed_connection_names_the_target_but_never_the_password() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens once the socket closes
+    block = PostgresWarehouse(
+        host="127.0.0.1",
+        port=port,
+        database="w",
+        user="loader",
+        password="s3cret-pw",
+        sslmode="disable",
+        connect_timeout=2,
+    )
+    assert "s3cret-pw" not in repr(block) and "s3cret-pw" not in str(block.model_dump())
+    with pytest.raises(ConnectionError) as caught:
+        block.connect()
+    assert f"127.0.0.1:{port}/w" in str(caught.value)
+    assert "s3cret-pw" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is not None
+
+
+def test_redshift_block_needs_a_password_or_iam_and_keeps_it_secret() -> None:
+    from blocks.warehouse import RedshiftWarehouse
+
+    block = RedshiftWarehouse(
+        host="c.example.redshift.amazonaws.com",
+        database="dev",
+        user="loader",
+        password="s3cret-pw",
+        copy_iam_role="arn:aws:iam::1:role/r",
+    )
+    assert "s3cret-pw" not in repr(block)
+    assert block.connect_kwargs()["password"] == "s3cret-pw"
+    assert block.connect_kwargs()["ssl"] is True
+    iam = block.model_copy(update={"password": None, "iam": True})
+    with pytest.raises(ValueError, match="cluster_identifier"):
+        iam.connect_kwargs()

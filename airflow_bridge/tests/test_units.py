@@ -1,0 +1,155 @@
+"""Pieces with no server: the connection's reading, the key, the trigger's serialization,
+and the example DAG folder's import."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import inspect
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk import Connection
+from airflow.sdk.exceptions import AirflowException
+
+from prefect_airflow_bridge import PrefectFlowRunTrigger, PrefectRunDeploymentOperator
+from prefect_airflow_bridge.hook import api_from_connection, deployment_path
+from prefect_airflow_bridge.operator import as_json_parameters, idempotency_key
+
+DAGS_DIR = Path(__file__).resolve().parents[1] / "dags"
+
+
+def conn(**kwargs: object) -> Connection:
+    return Connection(conn_id="prefect_test", conn_type="prefect", **kwargs)
+
+
+def test_cloud_api_key_is_a_bearer_token_and_the_ui_url_is_the_app() -> None:
+    api = api_from_connection(
+        conn(host="https://api.prefect.cloud/api/accounts/A1/workspaces/W2", password="pnu_key")
+    )
+    assert api.headers["Authorization"] == "Bearer pnu_key"
+    assert api.flow_run_url("r1") == (
+        "https://app.prefect.cloud/account/A1/workspace/W2/runs/flow-run/r1"
+    )
+
+
+def test_self_hosted_auth_string_is_http_basic() -> None:
+    api = api_from_connection(
+        conn(host="http://127.0.0.1:4200/api", extra=json.dumps({"auth_string": "admin:s3cret"}))
+    )
+    token = api.headers["Authorization"].removeprefix("Basic ")
+    assert base64.b64decode(token).decode() == "admin:s3cret"
+    assert api.flow_run_url("r1") == "http://127.0.0.1:4200/runs/flow-run/r1"
+
+
+def test_bare_host_gets_scheme_port_and_api_and_no_auth() -> None:
+    api = api_from_connection(conn(host="prefect.internal", port=4200))
+    assert api.api_url == "http://prefect.internal:4200/api"
+    assert "Authorization" not in api.headers
+
+
+def test_two_kinds_of_credentials_are_refused() -> None:
+    with pytest.raises(AirflowException, match="both"):
+        api_from_connection(
+            conn(host="http://h/api", password="k", extra=json.dumps({"auth_string": "u:p"}))
+        )
+
+
+def test_missing_url_is_refused() -> None:
+    with pytest.raises(AirflowException, match="no Prefect API URL"):
+        api_from_connection(conn())
+
+
+def test_deployment_name_must_have_flow_and_deployment() -> None:
+    assert deployment_path("reddit-pipeline/daily run") == (
+        "/deployments/name/reddit-pipeline/daily%20run"
+    )
+    with pytest.raises(AirflowException, match="flow-name/deployment-name"):
+        deployment_path("daily")
+
+
+def fake_context(try_number: int, map_index: int = -1) -> dict:
+    ti = SimpleNamespace(
+        dag_id="d",
+        task_id="t",
+        map_index=map_index,
+        try_number=try_number,
+        xcom_push=lambda **_: None,
+    )
+    return {"ti": ti, "run_id": "scheduled__2024-03-02T00:00:00+00:00"}
+
+
+def test_idempotency_key_is_the_same_for_every_try_and_differs_per_mapped_index() -> None:
+    first, retry = idempotency_key(fake_context(1)), idempotency_key(fake_context(2))
+    assert first == retry == "airflow/d/t/scheduled__2024-03-02T00:00:00+00:00/-1"
+    assert idempotency_key(fake_context(1, map_index=3)) != first
+
+
+def test_parameters_become_json() -> None:
+    when = datetime(2024, 3, 2, tzinfo=UTC)
+    assert as_json_parameters({"config": {"since": when, "lake_dir": Path("/x")}}) == {
+        "config": {"since": "2024-03-02T00:00:00+00:00", "lake_dir": "/x"}
+    }
+    assert as_json_parameters('{"config": {"source": "sample"}}') == {
+        "config": {"source": "sample"}
+    }
+    with pytest.raises(AirflowException, match="not JSON"):
+        as_json_parameters("{'config': {}}")
+
+
+def test_trigger_serializes_to_ids_and_numbers_and_back() -> None:
+    trigger = PrefectFlowRunTrigger("run-1", "prefect_x", poll_interval=5, deadline=123.0)
+    path, kwargs = trigger.serialize()
+    module, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    assert cls is PrefectFlowRunTrigger
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert cls(**kwargs).serialize() == (path, kwargs)
+
+
+def test_operator_templates_deployment_and_parameters() -> None:
+    assert {"deployment", "parameters"} <= set(PrefectRunDeploymentOperator.template_fields)
+
+
+def test_dag_folder_imports_without_errors() -> None:
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.1
+        from airflow.models.dagbag import DagBag
+    # include_examples=False where the DagBag still has it (Airflow 3.3 loads no examples from a
+    # folder and dropped the argument).
+    kwargs = {"include_examples": False}
+    if "include_examples" not in inspect.signature(DagBag.__init__).parameters:
+        kwargs = {}
+    bag = DagBag(dag_folder=str(DAGS_DIR), **kwargs)
+    assert bag.import_errors == {}
+    assert "reddit_pipeline_daily" in bag.dags
+    dag = bag.dags["reddit_pipeline_daily"]  # get_dag would read the metadata database
+    task = dag.get_task("run_reddit_pipeline")
+    assert task.retries >= 1
+    assert dag.render_template_as_native_obj
+
+
+def test_dag_config_is_the_data_interval_over_variable_and_params() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "example_dag", DAGS_DIR / "reddit_pipeline_daily.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader
+    spec.loader.exec_module(module)
+    config = module.pipeline_config(
+        {"subreddits": ["python"], "config": {"lake_dir": "/p", "since": "ignored"}},
+        {"lake_dir": "/v", "warehouse_path": "/w.duckdb"},
+        datetime(2024, 3, 2, tzinfo=UTC),
+        datetime(2024, 3, 3, tzinfo=UTC),
+    )
+    assert config == {
+        "lake_dir": "/p",
+        "warehouse_path": "/w.duckdb",
+        "subreddits": ["python"],
+        "since": "2024-03-02T00:00:00+00:00",
+        "until": "2024-03-03T00:00:00+00:00",
+    }

@@ -1,0 +1,274 @@
+"""The data contracts, run by real Soda on real DuckDB (and PostgreSQL), over models the real
+pipeline functions built from the bundled sample."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+
+from tasks import duck, settings
+from tasks.check import (
+    DATASETS,
+    QualityGateFailed,
+    check_task,
+    duckdb_source,
+    enforce,
+    lake_source,
+    postgres_source,
+    record_check_results,
+    run_checks,
+)
+from tasks.lake import LocalLake
+from tasks.load import load_duckdb
+from tasks.model import build_models, register_processed, run_models
+from tasks.process import process_batches
+from tasks.stage import Window, stage_dump
+from tasks.state import open_duckdb_state, open_postgres_state
+
+SAMPLE_SUBREDDITS = ["askhistorians", "dataengineering", "datascience", "python", "rust"]
+# Just after the sample's last item (2024-03-07), so the freshness checks pass.
+SAMPLE_NOW = datetime(2024, 3, 8, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def sample_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalLake, list[str]]:
+    """The sample staged and processed once for the module: (lake, days)."""
+    lake = LocalLake(tmp_path_factory.mktemp("check") / "lake")
+    stages = [
+        stage_dump(path, lake, Window()) for path in sorted(settings.SAMPLE_DIR.glob("*.zst"))
+    ]
+    dts: set[str] = set()
+    for kind in settings.KINDS:
+        keys = [key for stage in stages if stage.kind == kind for key in stage.raw_keys]
+        dts |= process_batches(lake, kind, keys).dts
+    return lake, sorted(dts)
+
+
+@pytest.fixture
+def models(sample_lake: tuple[LocalLake, list[str]]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A fresh in-memory DuckDB with processed_* and the marts, as tasks.model builds them."""
+    lake, dts = sample_lake
+    con = duck.connect()
+    register_processed(con, lake, dts)
+    build_models(con)
+    yield con
+    con.close()
+
+
+def _check(con: duckdb.DuckDBPyConnection, **kwargs: object) -> list[str]:
+    """The error message the gate raises, as lines; empty when the gate passes."""
+    options = {"subreddits": SAMPLE_SUBREDDITS, "now": SAMPLE_NOW, **kwargs}
+    report = run_checks(duckdb_source(con), **options)  # type: ignore[arg-type]
+    try:
+        enforce(report)
+    except QualityGateFailed as exc:
+        return str(exc).splitlines()
+    return []
+
+
+def test_the_contracts_pass_on_the_sample(models: duckdb.DuckDBPyConnection) -> None:
+    report = run_checks(duckdb_source(models), subreddits=SAMPLE_SUBREDDITS, now=SAMPLE_NOW)
+
+    assert report.passed, report.failure_message()
+    assert {row.dataset for row in report.rows} == set(DATASETS)
+    assert not report.errors
+    # Comments whose post was created before the sample's window: reported, not blocking.
+    orphans = [r for r in report.warnings if r.check == "post_id is present in posts"]
+    assert [(r.outcome, r.figure) for r in orphans] == [("warned", 88)]
+    assert models.execute("select count(*) from posts").fetchone() == (600,)
+
+
+@pytest.mark.parametrize(
+    ("damage", "subreddits", "expected"),
+    [
+        (
+            "insert into posts select * from posts order by id limit 2",
+            SAMPLE_SUBREDDITS,
+            "posts: id duplicate failed (figure 2)",
+        ),
+        (
+            "update comments set id = null where id = (select min(id) from comments)",
+            SAMPLE_SUBREDDITS,
+            "comments: id missing failed (figure 1)",
+        ),
+        (
+            "update posts set created_at = timestamp '2030-01-01' "
+            "where id = (select min(id) from posts)",
+            SAMPLE_SUBREDDITS,
+            "posts: created_at is not in the future failed (figure 1)",
+        ),
+        (
+            "update processed_posts set created_utc = 1900000000 "
+            "where id = (select min(id) from processed_posts)",
+            SAMPLE_SUBREDDITS,
+            "processed_posts: created_utc is not in the future failed (figure 1)",
+        ),
+        (
+            "select 1",
+            [s for s in SAMPLE_SUBREDDITS if s != "rust"],
+            "posts: subreddit is one the run asked for failed (figure 129)",
+        ),
+        (
+            "create or replace table posts as "
+            "select * replace (cast(score as varchar) as score) from posts",
+            SAMPLE_SUBREDDITS,
+            "posts: schema failed (figure 1): Data type mismatches: score: bigint -> varchar",
+        ),
+        (
+            "create or replace table subreddit_daily as "
+            "select * exclude (distinct_authors) from subreddit_daily",
+            SAMPLE_SUBREDDITS,
+            "subreddit_daily: schema failed (figure 1): Missing columns: distinct_authors",
+        ),
+        (
+            "delete from comments",
+            SAMPLE_SUBREDDITS,
+            "comments: row_count failed (figure 0)",
+        ),
+    ],
+    ids=[
+        "duplicate-id",
+        "missing-id",
+        "future-created-at",
+        "future-created-utc",
+        "unknown-subreddit",
+        "score-not-an-integer",
+        "missing-column",
+        "no-rows",
+    ],
+)
+def test_each_error_check_fails_the_gate_and_names_the_failure(
+    models: duckdb.DuckDBPyConnection, damage: str, subreddits: list[str], expected: str
+) -> None:
+    models.execute(damage)
+
+    lines = _check(models, subreddits=subreddits)
+
+    assert lines, "the gate passed on bad data"
+    assert lines[0].startswith("quality gate failed")
+    assert any(line == f"- {expected}" for line in lines), "\n".join(lines)
+
+
+def test_warnings_never_stop_the_load(models: duckdb.DuckDBPyConnection) -> None:
+    """Stale data (freshness) and comments of posts outside the window are warnings."""
+    report = run_checks(
+        duckdb_source(models), subreddits=SAMPLE_SUBREDDITS, now=datetime(2025, 1, 1, tzinfo=UTC)
+    )
+
+    assert report.passed
+    warned = {(r.dataset, r.check) for r in report.warnings}
+    assert ("posts", "newest created_at is recent") in warned
+    assert ("processed_comments", "hours since the newest created_utc") in warned
+
+
+def test_without_a_subreddit_filter_any_subreddit_passes(
+    models: duckdb.DuckDBPyConnection,
+) -> None:
+    assert _check(models, subreddits=[]) == []
+
+
+def test_an_empty_kind_passes_when_the_extract_found_none_of_it(
+    models: duckdb.DuckDBPyConnection,
+) -> None:
+    models.execute("delete from comments")
+    models.execute("delete from processed_comments")
+
+    assert _check(models, kinds_found=["posts"]) == []
+    assert "- comments: row_count failed (figure 0)" in _check(models)
+
+
+def test_a_broken_contract_fails_the_gate_loudly(
+    models: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    contract = (settings.PROJECT_DIR / "contracts" / "posts.yml").read_text()
+    (tmp_path / "posts.yml").write_text(contract.replace("- duplicate:", "- duplicated:"))
+
+    lines = _check(models, datasets=["posts"], contracts_dir=tmp_path)
+
+    assert any("contract error: posts:" in line and "duplicated" in line for line in lines)
+
+
+def _copy_to_postgres(con: duckdb.DuckDBPyConnection, dsn: str) -> None:
+    types = {"VARCHAR": "text", "DOUBLE": "double precision"}
+    with psycopg.connect(dsn) as pg:
+        for table in DATASETS:
+            described = con.execute(f"describe {table}").fetchall()
+            columns = ", ".join(f"{name} {types.get(kind, kind)}" for name, kind, *_ in described)
+            pg.execute(f"create table {table} ({columns})")
+            with pg.cursor().copy(f"copy {table} from stdin") as copy:
+                for row in con.execute(f"select * from {table}").fetchall():
+                    copy.write_row(row)
+
+
+def test_the_contracts_run_on_postgresql_too(
+    models: duckdb.DuckDBPyConnection, pg_dsn: str
+) -> None:
+    _copy_to_postgres(models, pg_dsn)
+    source = postgres_source(pg_dsn)
+
+    report = run_checks(source, subreddits=SAMPLE_SUBREDDITS, now=SAMPLE_NOW)
+    assert report.passed, report.failure_message()
+    assert len(report.rows) == len(run_checks(duckdb_source(models), now=SAMPLE_NOW).rows)
+
+    with psycopg.connect(pg_dsn) as pg:
+        pg.execute("insert into posts select * from posts limit 1")
+    source.impl.close_connection()
+    lines = str(QualityGateFailed(run_checks(source, now=SAMPLE_NOW))).splitlines()
+    assert "- posts: id duplicate failed (figure 1)" in lines
+    source.impl.close_connection()
+
+
+def test_check_results_are_kept_in_the_state_store_on_duckdb_and_postgres(
+    models: duckdb.DuckDBPyConnection, tmp_path: Path, pg_dsn: str
+) -> None:
+    report = run_checks(duckdb_source(models), subreddits=SAMPLE_SUBREDDITS, now=SAMPLE_NOW)
+    for store in (open_duckdb_state(tmp_path / "state.duckdb"), open_postgres_state(pg_dsn)):
+        record_check_results(store, "run-1", report)
+        record_check_results(store, "run-1", report)  # a retried stage overwrites its rows
+        rows = store._execute(
+            "select dataset, check_name, outcome, severity, figure from check_results "
+            "where run_id = %s and outcome <> %s order by dataset",
+            ("run-1", "passed"),
+        ).fetchall()
+        total = store._execute("select count(*) from check_results").fetchone()
+        store.close()
+        assert total == (len(report.rows),)
+        assert rows == [
+            ("comments", "post_id is present in posts", "warned", "warning", 88.0),
+            (
+                "processed_comments",
+                "link_id is present in processed_posts",
+                "warned",
+                "warning",
+                88.0,
+            ),
+        ]
+
+
+def test_a_failed_gate_between_model_and_load_leaves_the_warehouse_unchanged(
+    sample_lake: tuple[LocalLake, list[str]], tmp_path: Path
+) -> None:
+    lake, dts = sample_lake
+    modeled = run_models(lake, dts)
+    warehouse = tmp_path / "warehouse.duckdb"
+
+    def check_then_load(subreddits: list[str]) -> None:
+        report = check_task.fn(lake, dts, modeled.curated_keys, subreddits, list(settings.KINDS))
+        enforce(report)
+        load_duckdb(warehouse, lake, modeled.curated_keys)
+
+    with pytest.raises(QualityGateFailed, match="subreddit is one the run asked for"):
+        check_then_load(["python"])
+    assert not warehouse.exists()
+
+    with lake_source(lake, dts, modeled.curated_keys) as source:
+        assert run_checks(source, now=SAMPLE_NOW).passed
+    check_then_load(SAMPLE_SUBREDDITS)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("select count(*) from posts").fetchone() == (600,)
+    con.close()
