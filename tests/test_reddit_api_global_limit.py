@@ -1,0 +1,55 @@
+"""Workers sharing one OAuth client share a Prefect global concurrency limit: each request takes
+a slot from it, on a real Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from fake_reddit import FakeReddit, auth_for, fast_options
+
+from tasks.reddit_api import extract_api
+
+
+@pytest.fixture
+def reddit() -> Iterator[FakeReddit]:
+    with FakeReddit(limit=200, window=2.0) as server:
+        yield server
+
+
+def test_each_request_takes_a_slot_of_the_shared_prefect_limit(
+    prefect_api: str, reddit: FakeReddit
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    async def create_limit() -> None:
+        async with get_client() as client:
+            await client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(
+                    name="reddit-api-test", limit=2, slot_decay_per_second=1.0
+                )
+            )
+
+    asyncio.run(create_limit())
+    reddit.add_posts("python", 450, 1_700_000_000.0)
+    started = time.monotonic()
+
+    [extract] = asyncio.run(
+        extract_api(
+            auth_for(reddit),
+            ["python"],
+            ["posts"],
+            {},
+            base_url=reddit.url,
+            options=fast_options(global_limit="reddit-api-test"),
+        )
+    )
+
+    assert len(extract.lines) == 450
+    # 5 listing pages through a limit of 2 slots that frees one a second: the last 3 requests
+    # each wait for a slot, which the fake server's own limit (200 per 2 s) would never make.
+    assert extract.requests >= 5
+    assert time.monotonic() - started >= 2.5
