@@ -97,15 +97,18 @@ def iter_line_chunks(
             if len(pending) >= chunk_bytes:
                 cut = pending.rfind(b"\n") + 1
                 if cut:
-                    data = bytes(pending[:cut])
+                    with memoryview(pending) as view:
+                        data = bytes(view[:cut])  # one copy (a bytearray slice makes two)
                     del pending[:cut]
                     count = data.count(b"\n")
                     yield LineChunk(data, next_line, count)
+                    del data  # the consumer holds the chunk; do not keep a second one alive
                     next_line += count
     if pending:
         if not pending.endswith(b"\n"):
             pending += b"\n"
         data = bytes(pending)
+        del pending
         yield LineChunk(data, next_line, data.count(b"\n"))
 
 

@@ -105,7 +105,7 @@ def merge_statements(table: str, columns: Sequence[str]) -> MergeStatements:
 def load_duckdb(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
     """Load curated files into a DuckDB warehouse file."""
     result = LoadResult()
-    con = duck.connect(warehouse)
+    con = duck.connect(warehouse, bounded=True)
     try:
         with tempfile.TemporaryDirectory(prefix="reddit-load-") as tmp:
             con.execute("begin transaction")

@@ -22,6 +22,9 @@ STAGING_MODELS = ("stg_posts", "stg_comments")
 MART_MODELS = ("posts", "comments", "subreddit_daily")
 # Which column of each mart gives its day partition.
 MART_DAY_COLUMN = {"posts": "created_date", "comments": "created_date", "subreddit_daily": "day"}
+# Each mart's key: the order of rows in a curated file (sorting on every column would carry
+# the bodies through the sort).
+MART_KEY = {"posts": "id", "comments": "id", "subreddit_daily": "subreddit, day"}
 
 
 @dataclass
@@ -36,7 +39,8 @@ def curated_key(model: str, dt: str) -> str:
 
 
 def register_processed(con: duckdb.DuckDBPyConnection, lake: Lake, dts: list[str]) -> None:
-    """Views processed_posts and processed_comments over the given days' Parquet files."""
+    """Views processed_posts and processed_comments over the given days' Parquet files: views,
+    not tables, so a query reads only the columns it needs and nothing is held in memory."""
     with tempfile.TemporaryDirectory(prefix="reddit-model-") as tmp:
         for kind in settings.KINDS:
             keys = [
@@ -48,26 +52,29 @@ def register_processed(con: duckdb.DuckDBPyConnection, lake: Lake, dts: list[str
             if keys:
                 paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
                 con.execute(
-                    f"create or replace table processed_{kind} as "
+                    f"create or replace view processed_{kind} as "
                     f"select * exclude (dt) from read_parquet({duck.path_list(paths)}, "
                     "hive_partitioning = true, union_by_name = true)"
                 )
             else:
                 con.execute(
-                    f"create or replace table processed_{kind} as "
+                    f"create or replace view processed_{kind} as "
                     f"select * exclude (dt) from ({empty_processed_sql(kind)})"
                 )
 
 
-def build_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Run sql/staging then sql/marts in order; marts are materialized as tables."""
+def build_models(con: duckdb.DuckDBPyConnection, materialize: bool = True) -> dict[str, int]:
+    """Run sql/staging then sql/marts in order; marts are materialized as tables, or only
+    defined as views when `materialize` is false (then no rows are counted here)."""
     for name in STAGING_MODELS:
         con.execute(f"create or replace view {name} as {duck.read_sql(f'staging/{name}.sql')}")
     rows = {}
     for name in MART_MODELS:
-        con.execute(f"create or replace table {name} as {duck.read_sql(f'marts/{name}.sql')}")
-        count = con.execute(f"select count(*) from {name}").fetchone()
-        rows[name] = count[0] if count else 0
+        relation = "table" if materialize else "view"
+        con.execute(f"create or replace {relation} {name} as {duck.read_sql(f'marts/{name}.sql')}")
+        if materialize:
+            count = con.execute(f"select count(*) from {name}").fetchone()
+            rows[name] = count[0] if count else 0
     return rows
 
 
@@ -76,26 +83,33 @@ def run_models(lake: Lake, dts: list[str]) -> ModelResult:
     result = ModelResult(dts=sorted(dts))
     if not dts:
         return result
-    con = duck.connect()
+    con = duck.connect(bounded=True)
     try:
         register_processed(con, lake, result.dts)
-        result.rows = build_models(con)
+        # Marts as views: each is computed once, streamed into its curated files, and DuckDB
+        # spills what does not fit its memory limit instead of holding every row.
+        build_models(con, materialize=False)
         with tempfile.TemporaryDirectory(prefix="reddit-curated-") as tmp:
             for model in MART_MODELS:
-                result.curated_keys[model] = _write_curated(con, lake, model, Path(tmp))
+                keys, rows = _write_curated(con, lake, model, Path(tmp))
+                result.curated_keys[model], result.rows[model] = keys, rows
     finally:
         con.close()
     return result
 
 
-def _write_curated(con: duckdb.DuckDBPyConnection, lake: Lake, model: str, tmp: Path) -> list[str]:
+def _write_curated(
+    con: duckdb.DuckDBPyConnection, lake: Lake, model: str, tmp: Path
+) -> tuple[list[str], int]:
+    """The mart's files, one per day, and how many rows they hold."""
     out = tmp / model
     day = MART_DAY_COLUMN[model]
-    con.execute(
-        f"copy (select *, strftime({day}, '%Y-%m-%d') as dt from {model} order by all) "
+    written = con.execute(
+        f"copy (select *, strftime({day}, '%Y-%m-%d') as dt from {model} "
+        f"order by {MART_KEY[model]}) "
         f"to '{out}' (format parquet, partition_by (dt), filename_pattern 'part_{{i}}', "
         "compression zstd)"
-    )
+    ).fetchone()
     keys = []
     for dt_dir in sorted(out.glob("dt=*")):
         parts = sorted(dt_dir.glob("*.parquet"))
@@ -104,7 +118,7 @@ def _write_curated(con: duckdb.DuckDBPyConnection, lake: Lake, model: str, tmp: 
         key = curated_key(model, dt_dir.name.removeprefix("dt="))
         lake.put_file(key, parts[0])
         keys.append(key)
-    return keys
+    return keys, written[0] if written else 0
 
 
 @task(name="model", cache_policy=NO_CACHE)

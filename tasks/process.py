@@ -63,7 +63,7 @@ def process_batches(lake: Lake, kind: str, raw_keys: list[str]) -> ProcessResult
     by_batch: dict[str, list[str]] = defaultdict(list)
     for key in raw_keys:
         by_batch[batch_of(key)].append(key)
-    con = duck.connect()
+    con = duck.connect(bounded=True)
     try:
         with tempfile.TemporaryDirectory(prefix="reddit-process-") as tmp:
             for batch_id, keys in sorted(by_batch.items()):
@@ -75,11 +75,12 @@ def process_batches(lake: Lake, kind: str, raw_keys: list[str]) -> ProcessResult
                     f"from read_ndjson_objects({duck.path_list(paths)})"
                 )
                 out = Path(tmp) / batch_id
-                con.execute(
+                # COPY returns the number of rows it wrote: no second read of the raw files.
+                written = con.execute(
                     f"copy ({process_sql(kind)}) to '{out}' "
                     "(format parquet, partition_by (dt), filename_pattern 'part_{i}', "
                     "compression zstd)"
-                )
+                ).fetchone()
                 for dt_dir in sorted(out.glob("dt=*")):
                     dt = dt_dir.name.removeprefix("dt=")
                     parts = sorted(dt_dir.glob("*.parquet"))
@@ -89,8 +90,7 @@ def process_batches(lake: Lake, kind: str, raw_keys: list[str]) -> ProcessResult
                         lake.put_file(key, part)
                         result.processed_keys.append(key)
                     result.dts.add(dt)
-                count = con.execute("select count(*) from raw_lines").fetchone()
-                result.rows += count[0] if count else 0
+                result.rows += written[0] if written else 0
     finally:
         con.close()
     return result

@@ -15,8 +15,12 @@ DEFAULT_STATE_PATH = LOCAL_DIR / "state.duckdb"
 ZSTD_MAX_WINDOW_SIZE = 2**31
 # Bytes of decompressed NDJSON handed to DuckDB at a time: memory stays bounded by this,
 # not by the size of the dump.
-CHUNK_BYTES = 128 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024 * 1024
 READ_BYTES = 4 * 1024 * 1024
+# DuckDB's buffer pool in the steps that move whole dumps (stage, process, model, load); beyond
+# it DuckDB spills to a temporary directory. With the interpreter (~150 MiB), a stage chunk
+# and its Arrow copy, the process stays under 1 GiB whatever the size of the input.
+DUCKDB_MEMORY_LIMIT = "512MB"
 
 RAW_PREFIX = "raw/reddit"
 PROCESSED_PREFIX = "processed/reddit"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,12 +95,32 @@ def raw_key(kind: str, subreddit: str, dt: str, batch_id: str, codec: str) -> st
     )
 
 
+_local = threading.local()
+
+
 def compress(data: bytes | memoryview, codec: str) -> bytes:
     # isal's gzip is several times faster than zlib's and writes a standard gzip member;
-    # both release the GIL, so partitions compress in parallel threads.
+    # both release the GIL, so partitions compress in parallel threads. zstd: level 1, one
+    # compressor per thread (making one per call costs more than a small partition).
     if codec == "gzip":
         return igzip.compress(data, compresslevel=1, mtime=0)
-    return zstandard.ZstdCompressor(level=3).compress(data)
+    compressor = getattr(_local, "zstd", None)
+    if compressor is None:
+        compressor = _local.zstd = zstandard.ZstdCompressor(level=1)
+    return compressor.compress(data)
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether `data` is valid UTF-8, checked in place by Arrow (SIMD, no decoded copy)."""
+    offsets = np.array([0, len(data)], dtype=np.int64)
+    array = pa.Array.from_buffers(
+        pa.large_string(), 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _sanitize(chunk: LineChunk) -> tuple[bytes, list[tuple[int, str, str]]]:
@@ -107,13 +128,8 @@ def _sanitize(chunk: LineChunk) -> tuple[bytes, list[tuple[int, str, str]]]:
     on our delimiter byte; lines with those bytes (never valid NDJSON records, bar a trailing
     CR) are quarantined here and blanked so line numbers stay exact. Fast path: a memchr scan."""
     data = chunk.data
-    clean = b"\r" not in data and b"\x01" not in data
-    if clean:
-        try:
-            data.decode("utf-8")
-            return data, []
-        except UnicodeDecodeError:
-            pass
+    if b"\r" not in data and b"\x01" not in data and _is_utf8(data):
+        return data, []
     out: list[bytes] = []
     rejected: list[tuple[int, str, str]] = []
     for offset, line in enumerate(data.split(b"\n")[:-1]):
@@ -159,7 +175,7 @@ class ChunkStager:
         self.lake, self.kind, self.window, self.codec = lake, kind, window, codec
         self.tmp_dir = tmp_dir
         self.result = StageResult(kind=kind, source_file=source_file)
-        self.con = duck.connect()
+        self.con = duck.connect(bounded=True)
         self.con.execute("create temp table stage_bounds (subreddit varchar, lower_bound double)")
         if window.lower_bounds:
             self.con.executemany(
@@ -167,16 +183,18 @@ class ChunkStager:
             )
         self.classify_sql = duck.read_sql("process/classify_lines.sql")
         self.filter_sql = _filter_sql(window)
-        self.subreddit_sql = _filter_sql(Window(subreddits=window.subreddits))
+        self.wanted = {s.lower() for s in window.subreddits}
         self.pool = ThreadPoolExecutor(max_workers=2)
 
     def stage(self, chunk: LineChunk, batch_id: str) -> None:
         data, rejected = _sanitize(chunk)
         chunk_path = self.tmp_dir / f"{batch_id}.ndjson"
         chunk_path.write_bytes(data)
+        del data
         sql = self.classify_sql.replace("$chunk_path", duck.quote_literal(str(chunk_path)))
         sql = sql.replace("$first_line", str(chunk.first_line))
-        self.con.execute(f"create or replace temp table classified as {sql}")
+        self.con.execute("drop table if exists classified")
+        self.con.execute(f"create temp table classified as {sql}")
         chunk_path.unlink()
 
         res = self.result
@@ -187,17 +205,12 @@ class ChunkStager:
         faults.crash_point("stage:chunk")
 
     def _quarantine(self, batch_id: str, rejected: list[tuple[int, str, str]]) -> None:
-        rows = (
-            rejected
-            + self.con.execute(
-                "select line_no, reason, raw from classified "
-                "where reason is not null and reason <> 'blank' order by line_no"
-            ).fetchall()
-        )
-        blank = self.con.execute(
-            "select count(*) from classified where reason = 'blank'"
-        ).fetchone()
-        self.result.blank += (blank[0] if blank else 0) - len(rejected)
+        found = self.con.execute(
+            "select line_no, reason, raw from classified where reason is not null"
+        ).fetchall()
+        rows = rejected + [row for row in found if row[1] != "blank"]
+        # Lines _sanitize rejected were blanked, so DuckDB saw them as blank too.
+        self.result.blank += sum(1 for row in found if row[1] == "blank") - len(rejected)
         if not rows:
             return
         rows.sort()
@@ -215,48 +228,47 @@ class ChunkStager:
 
     def _write_raw(self, batch_id: str) -> None:
         res = self.result
-        kept = self.con.execute(
-            f"select count(*) from classified where reason is null and not ({self.filter_sql})"
-        ).fetchone()
-        res.skipped += kept[0] if kept else 0
-        res.read.update(
-            dict(
-                self.con.execute(
-                    f"select subreddit, count(*) from classified where {self.subreddit_sql} "
-                    "group by subreddit"
-                ).fetchall()
-            )
-        )
-        groups = self.con.execute(
+        # One pass over the good lines: per (subreddit, day), whether the window keeps them,
+        # how many there are and the newest of them.
+        stats = self.con.execute(
             f"""
             select
                 subreddit,
                 dt,
+                ({self.filter_sql}) as kept,
                 count(*) as n,
                 max(struct_pack(c := created_utc, i := id)).i,
                 max(created_utc)
-            from classified where {self.filter_sql}
-            group by subreddit, dt order by subreddit, dt
+            from classified where reason is null
+            group by all order by subreddit, dt
             """
         ).fetchall()
+        groups = []
+        for subreddit, dt, kept, count, newest_id, newest_created in stats:
+            if not self.wanted or subreddit in self.wanted:
+                res.read[subreddit] += count
+            if kept:
+                groups.append((subreddit, dt, count, newest_id, newest_created))
+            else:
+                res.skipped += count
         if not groups:
             return
-        # One Arrow string column whose values end in '\n', sorted by partition: each
-        # partition's file content is then one contiguous slice of the values buffer.
+        # Arrow string columns whose values end in '\n', sorted by partition: each
+        # partition's file content is then one contiguous slice of a values buffer (or a few,
+        # joined, where it straddles two Arrow chunks).
         lines = self.con.sql(
             f"""
             select raw || chr(10) as line from classified where {self.filter_sql}
             order by subreddit, dt, line_no
             """
         ).to_arrow_table()
-        column = lines.column("line").cast(pa.large_string()).combine_chunks()
-        values = memoryview(column.buffers()[2])
-        offset_array = _offsets(column)
+        bodies = _Bodies(lines.column("line"))
+        del lines
         jobs = []
         start = 0
         for subreddit, dt, count, newest_id, newest_created in groups:
             end = start + count
-            body = values[offset_array[start] : offset_array[end]]
+            body = bodies.slice(start, end)
             key = raw_key(self.kind, subreddit, dt, batch_id, self.codec)
             jobs.append((key, self.pool.submit(compress, body, self.codec)))
             start = end
@@ -269,15 +281,43 @@ class ChunkStager:
             self.lake.put_bytes(key, payload)
             res.raw_keys.append(key)
             res.raw_bytes += len(payload)
+        self.con.execute("drop table classified")
 
     def close(self) -> None:
         self.pool.shutdown()
         self.con.close()
 
 
-def _offsets(column: pa.LargeStringArray) -> np.ndarray:
-    raw = np.frombuffer(column.buffers()[1], dtype=np.int64)
-    return raw[column.offset : column.offset + len(column) + 1]
+class _Bodies:
+    """Contiguous runs of values of an Arrow string column, as bytes, without a copy of the
+    column: a run inside one Arrow chunk is a view of its values buffer."""
+
+    def __init__(self, column: pa.ChunkedArray) -> None:
+        self.chunks = []
+        first = 0
+        for array in column.chunks:
+            if len(array) == 0:
+                continue
+            large = pa.types.is_large_string(array.type)
+            if not (large or pa.types.is_string(array.type)):
+                array = array.cast(pa.large_string())
+                large = True
+            dtype = np.int64 if large else np.int32
+            offsets = np.frombuffer(array.buffers()[1], dtype=dtype)
+            offsets = offsets[array.offset : array.offset + len(array) + 1]
+            values = memoryview(array.buffers()[2]) if array.buffers()[2] else memoryview(b"")
+            self.chunks.append((first, first + len(array), offsets, values))
+            first += len(array)
+
+    def slice(self, start: int, end: int) -> bytes | memoryview:
+        """The concatenated values of rows [start, end)."""
+        pieces = []
+        for first, last, offsets, values in self.chunks:
+            if last <= start or first >= end:
+                continue
+            lo, hi = max(start, first) - first, min(end, last) - first
+            pieces.append(values[offsets[lo] : offsets[hi]])
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def stage_dump(
@@ -295,16 +335,18 @@ def stage_dump(
     with tempfile.TemporaryDirectory(prefix="reddit-stage-") as tmp:
         stager = ChunkStager(lake, kind, path.name, window, codec, Path(tmp))
         try:
-            for index, chunk in enumerate(
-                iter_line_chunks(
-                    path,
-                    chunk_bytes,
-                    min(chunk_bytes, settings.READ_BYTES),
-                    on_progress=on_progress,
-                    tail=tail,
-                )
-            ):
+            chunks = iter_line_chunks(
+                path,
+                chunk_bytes,
+                min(chunk_bytes, settings.READ_BYTES),
+                on_progress=on_progress,
+                tail=tail,
+            )
+            index = 0
+            while (chunk := next(chunks, None)) is not None:
                 stager.stage(chunk, batch_id_for(path, window, index, source))
+                del chunk  # free this chunk before the next one is read
+                index += 1
         finally:
             stager.close()
     if tail.error:

@@ -1,6 +1,7 @@
 -- One pass over a chunk of dump lines: find what makes a line unusable, and the three fields
--- every later step needs. The JSON is parsed once per line (json_extract_string with a list of
--- paths); the raw text is carried through untouched for the raw layer.
+-- every later step needs. Each line's JSON is parsed once (json_extract_string with a list of
+-- paths, under try: malformed JSON gives null); only the rare lines that fail are examined
+-- again to name the reason. The raw text is carried through untouched for the raw layer.
 with lines as (
     select
         row_number() over () + $first_line - 1 as line_no,
@@ -22,12 +23,7 @@ parsed as (
     select
         line_no,
         raw,
-        json_valid(raw) as is_json,
-        case when json_valid(raw) then json_type(raw) end as json_kind,
-        case
-            when json_valid(raw) and json_type(raw) = 'OBJECT'
-                then json_extract_string(raw, ['$.id', '$.subreddit', '$.created_utc'])
-        end as fields
+        try(json_extract_string(raw, ['$.id', '$.subreddit', '$.created_utc'])) as fields
     from lines
 ),
 
@@ -35,8 +31,6 @@ typed as (
     select
         line_no,
         raw,
-        is_json,
-        json_kind,
         fields[1] as id,
         lower(fields[2]) as subreddit,
         try_cast(fields[3] as double) as created_utc
@@ -51,10 +45,15 @@ select
     created_utc,
     strftime(to_timestamp(created_utc), '%Y-%m-%d') as dt,
     case
-        when raw is null or trim(raw) = '' then 'blank'
-        when not is_json then 'not valid JSON'
-        when json_kind <> 'OBJECT' then 'not a JSON object'
-        when coalesce(trim(id), '') = '' then 'missing id'
+        -- An id implies a JSON object; without one, find out what the line is.
+        when id is null then
+            case
+                when raw is null or trim(raw) = '' then 'blank'
+                when not json_valid(raw) then 'not valid JSON'
+                when json_type(raw) <> 'OBJECT' then 'not a JSON object'
+                else 'missing id'
+            end
+        when trim(id) = '' then 'missing id'
         when created_utc is null or isnan(created_utc) or isinf(created_utc)
             then 'unusable created_utc'
         -- Reddit opened in June 2005; a later date than tomorrow is a broken clock or field.
