@@ -9,7 +9,7 @@ export PREFECT_HOME ?= $(CURDIR)/.local/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: run test lint e2e bench sample deploy-local bridge-test clean
+.PHONY: run test lint e2e bench sample deploy-local bridge-test backup lake-setup roles clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,18 @@ lint: $(STAMP)
 ## only the end-to-end tests
 e2e: $(STAMP)
 	$(BIN)/python -m pytest -m e2e
+
+## back up the state store to the lake now (python -m flows.backup restore --help to restore)
+backup: $(STAMP)
+	$(BIN)/python -m flows.backup
+
+## S3 versioning + lifecycle rules on the lake bucket: make lake-setup BUCKET=my-lake
+lake-setup: $(STAMP)
+	$(BIN)/python -m tasks.lake_setup --bucket $(BUCKET)
+
+## database roles: make roles ADMIN_DSN=postgresql://admin@host/db
+roles: $(STAMP)
+	$(BIN)/python -m tasks.roles --dsn "$(ADMIN_DSN)"
 
 bench: $(STAMP)
 	$(BIN)/python bench/process_bench.py

@@ -81,11 +81,15 @@ def _role_ours(work: Path, codec: str, chunk_bytes: int | None) -> dict[str, obj
     warehouse = work / "warehouse.duckdb"
     steps: dict[str, float] = {}
 
+    step_rss: dict[str, int] = {}
+    _reset_peak()
+
     t = time.perf_counter()
     staged = stage_dump(
         work / DUMP_NAME, lake, Window(), codec, chunk_bytes or settings.CHUNK_BYTES
     )
     steps["stage"] = time.perf_counter() - t
+    step_rss["stage"] = _reset_peak()
 
     t = time.perf_counter()
     processed = [
@@ -93,17 +97,22 @@ def _role_ours(work: Path, codec: str, chunk_bytes: int | None) -> dict[str, obj
         for kind in settings.KINDS
     ]
     steps["process"] = time.perf_counter() - t
+    step_rss["process"] = _reset_peak()
 
     t = time.perf_counter()
     modeled = run_models(lake, sorted(set().union(*(p.dts for p in processed))))
     steps["model"] = time.perf_counter() - t
+    step_rss["model"] = _reset_peak()
 
     t = time.perf_counter()
     loaded = load_duckdb(warehouse, lake, modeled.curated_keys)
     steps["load"] = time.perf_counter() - t
+    step_rss["load"] = _reset_peak()
 
     return {
         "steps": steps,
+        "step_rss": step_rss,
+        "peak_before_reset": max([rss_after_imports, *step_rss.values()]),
         "imports_s": imports,
         "rss_after_imports": rss_after_imports,
         "staged": sum(staged.staged.values()),
@@ -144,6 +153,17 @@ def _role_pandas(work: Path, source: str) -> dict[str, object]:
     rows = len(df)
     out.unlink()
     return {"steps": {"read_json": read, "to_csv": write}, "rows": rows}
+
+
+def _reset_peak() -> int:
+    """This process's peak RSS since the last reset, then reset it (clear_refs 5 sets VmHWM to
+    the current RSS), so each step's peak is its own. Returns 0 where that is not possible."""
+    peak = _self_rss()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return 0
+    return peak
 
 
 def _self_rss() -> int:
@@ -242,6 +262,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, list[Measured]]:
 
 def _report(m: Measured, attempt: int) -> None:
     steps = ", ".join(f"{k} {v:.2f}s" for k, v in m.steps.items())
+    step_rss = m.extra.get("step_rss")
+    if isinstance(step_rss, dict) and all(step_rss.values()):
+        steps += "; peak RSS " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in step_rss.items())
     print(
         f"  run {attempt + 1} {m.name:<7} {m.records:>10,} records  {m.seconds:7.2f}s "
         f"{m.rate:>10,.0f} rec/s  peak RSS {m.rss_bytes / 2**20:7.0f} MiB  ({steps})",
@@ -342,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
             out = _role_duckdb(work)
         else:
             out = _role_pandas(work, args.pandas_source)
-        out["peak_rss"] = _self_rss()
+        # The whole run's peak: the steps' peaks (VmHWM is reset between them) and what came after.
+        out["peak_rss"] = max(_self_rss(), int(out.pop("peak_before_reset", 0)))
         print(json.dumps(out))
         return 0
 

@@ -240,7 +240,26 @@ def ensure_alert_automations(env: Mapping[str, str]) -> str:
         return "skipped: no alert destination (set REDDIT_PIPELINE_ALERT_WEBHOOK_URL or another)"
     config = AlertConfig(**{k: v for k, v in values.items() if v})
     ids = ensure_alerts(config)
+    from tasks.monitoring import ensure_monitoring
+
+    sla = float(env.get("REDDIT_PIPELINE_SLA_SECONDS", "1800"))
+    ids |= ensure_monitoring(config, sla_seconds=sla)
     return f"{len(ids)} automations: {', '.join(sorted(ids))}"
+
+
+def ensure_roles(env: Mapping[str, str]) -> str:
+    """Apply sql/roles with an admin DSN; without one, skip (roles need an administrator)."""
+    dsn = env.get("REDDIT_PIPELINE_ADMIN_DSN")
+    if not dsn:
+        return "skipped: set REDDIT_PIPELINE_ADMIN_DSN to apply the database roles"
+    import psycopg
+
+    from tasks.roles import Roles, apply_postgres_roles
+
+    roles = Roles(schema=env.get("REDDIT_PIPELINE_WAREHOUSE_SCHEMA", "reddit"))
+    with psycopg.connect(dsn, connect_timeout=10) as connection:
+        apply_postgres_roles(connection, roles)
+    return f"{roles.loader}, {roles.analyst}, {roles.state}"
 
 
 def deployment_names(pool_type: str, prefect_file: Path = PREFECT_FILE) -> list[str]:
@@ -297,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         report.add(f"blocks: {', '.join(sorted(blocks)) or 'none (no REDDIT_* or AWS_* set)'}")
         asyncio.run(_server_objects(pool_name, args.pool_type, definition["job_variables"], report))
         report.add(f"alerts: {ensure_alert_automations(os.environ)}")
+        report.add(f"roles: {ensure_roles(os.environ)}")
         if not args.no_deploy:
             names = deployment_names(args.pool_type)
             deploy(pool_name, args.pool_type, names)

@@ -39,7 +39,6 @@ from tasks.state import (
     StateStore,
     Watermarks,
     open_duckdb_state,
-    open_postgres_state,
 )
 from tasks.summary import RunSummary
 
@@ -89,6 +88,7 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     state.finish_run(
         summary.run_id, "completed", summary.counts(), summary.raw_bytes, summary.durations
     )
+    _report_slowdown(state, summary)
     state.close()
     _publish(summary)
     return summary
@@ -162,6 +162,22 @@ def _run_stages(
         _commit(state, source.name, summary)
 
 
+def _report_slowdown(state: StateStore, summary: RunSummary) -> None:
+    """Warn, and emit an event the alerts listen to, when this run took k times the median of
+    the recent ones; a finished run must not fail on its own monitoring."""
+    log = get_run_logger()
+    try:
+        from tasks.monitoring import report_slowdown
+
+        slow = report_slowdown(state, summary.run_id)
+    except Exception as exc:
+        log.warning("slowdown check failed: %s", exc)
+        return
+    if slow:
+        log.warning("Slow run: %s", slow)
+        summary.messages.append(slow)
+
+
 def _quality_gate(
     config: PipelineConfig,
     lake: Lake,
@@ -195,7 +211,11 @@ def open_state(config: PipelineConfig) -> StateStore:
     """PostgreSQL when a DSN is configured (production), else the local DuckDB file."""
     dsn = config.state_dsn.get_secret_value() if config.state_dsn else None
     dsn = dsn or os.environ.get("REDDIT_PIPELINE_STATE_DSN")
-    return open_postgres_state(dsn) if dsn else open_duckdb_state(config.state_path)
+    if dsn:
+        from tasks.db_pool import open_pooled_state
+
+        return open_pooled_state(dsn)
+    return open_duckdb_state(config.state_path)
 
 
 def _window(config: PipelineConfig, watermarks: Watermarks, kind: str) -> Window:

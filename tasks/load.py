@@ -119,14 +119,17 @@ def load_duckdb(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]])
                     "hive_partitioning = true)"
                 )
                 columns = [row[0] for row in con.execute(f"describe stage_{table}").fetchall()]
-                _ensure_table(con, table, columns)
-                statements = merge_statements(table, columns)
-                result.changes[table] = {
-                    sub: (new, updated)
-                    for sub, new, updated in con.execute(statements.counts).fetchall()
-                }
-                con.execute(statements.prune)
-                con.execute(statements.merge)
+                if not _table_exists(con, table):
+                    result.changes[table] = _first_load(con, table)
+                else:
+                    _ensure_table(con, table, columns)
+                    statements = merge_statements(table, columns)
+                    result.changes[table] = {
+                        sub: (new, updated)
+                        for sub, new, updated in con.execute(statements.counts).fetchall()
+                    }
+                    con.execute(statements.prune)
+                    con.execute(statements.merge)
                 faults.crash_point(f"load:{table}")
             con.execute("commit")
     except BaseException:
@@ -135,6 +138,29 @@ def load_duckdb(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]])
     finally:
         con.close()
     return result
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    found = con.execute(
+        "select count(*) from duckdb_tables() where table_name = ? and not temporary "
+        "and database_name = current_database() and schema_name = 'main'",
+        [table],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def _first_load(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, tuple[int, int]]:
+    """A table's first load (a new warehouse, a backfill): no row can match, so the staged rows
+    are copied in bulk and the key's index is built once, not row by row as a MERGE would
+    (about twice as fast). A duplicate key still fails the load when the key is added."""
+    con.execute(f"create table {table} as select * from stage_{table}")
+    con.execute(f"alter table {table} add primary key ({', '.join(TABLE_KEYS[table])})")
+    return {
+        sub: (count, 0)
+        for sub, count in con.execute(
+            f"select subreddit, count(*) from stage_{table} group by subreddit"
+        ).fetchall()
+    }
 
 
 def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> None:

@@ -1,0 +1,162 @@
+"""Back up the state store to the lake, and restore it into an empty database.
+
+The lake can rebuild the warehouse and the watermarks (tasks.rebuild), but not the history of
+runs and checks: that lives only in the state store. A backup is one Parquet file per table
+under backups/state/{timestamp}/ plus a manifest written last, so a backup cut short by a crash
+is never the one a restore picks. Parquet keeps the types (timestamps, doubles, nulls) exactly,
+which NDJSON would turn into strings.
+
+Tables are small (one row per run and per check), so each is read whole; the lake's own
+versioning and lifecycle (tasks.lake_setup) keep old backups as long as the bucket says.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.lake import Lake
+from tasks.state import StateStore
+
+BACKUP_PREFIX = "backups/state"
+MANIFEST = "manifest.json"
+# Order matters only for reading; check_results is optional (created by the first check run).
+TABLES = ("pipeline_runs", "watermarks", "check_results")
+
+
+class RestoreError(RuntimeError):
+    """The backup cannot be restored here: none found, incomplete, or the target not empty."""
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    prefix: str
+    rows: dict[str, int]
+
+
+def _existing_tables(store: StateStore) -> list[str]:
+    # information_schema.tables is answered by both DuckDB and PostgreSQL; current_schema()
+    # keeps a PostgreSQL store's own schema (its search_path) and ignores others.
+    rows = store._execute(
+        "select table_name from information_schema.tables where table_schema = current_schema()"
+    ).fetchall()
+    present = {r[0] for r in rows}
+    return [t for t in TABLES if t in present]
+
+
+def _read_table(store: StateStore, table: str) -> pa.Table:
+    cursor = store._execute(f"select * from {table}")
+    names = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+    store.con.commit()  # end the read transaction: PostgreSQL would hold it open otherwise
+    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+
+
+def backup_state(store: StateStore, lake: Lake, now: datetime | None = None) -> BackupResult:
+    """Write every state table as Parquet under backups/state/{timestamp}/, then the manifest
+    (table -> row count), so a restore can tell a complete backup from an interrupted one."""
+    stamp = f"{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    prefix = f"{BACKUP_PREFIX}/{stamp}"
+    rows: dict[str, int] = {}
+    for table in _existing_tables(store):
+        data = _read_table(store, table)
+        buffer = io.BytesIO()
+        pq.write_table(data, buffer, compression="zstd")
+        lake.put_bytes(f"{prefix}/{table}.parquet", buffer.getvalue())
+        rows[table] = data.num_rows
+    manifest = {"created_at": stamp, "tables": rows, "format": "parquet"}
+    lake.put_bytes(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
+    return BackupResult(prefix, rows)
+
+
+def list_backups(lake: Lake) -> list[str]:
+    """Complete backups (with a manifest), oldest first, as their prefixes."""
+    keys = lake.list_keys(BACKUP_PREFIX)
+    return sorted(k.rsplit("/", 1)[0] for k in keys if k.endswith(f"/{MANIFEST}"))
+
+
+def _resolve(lake: Lake, backup: str | None) -> str:
+    found = list_backups(lake)
+    if not found:
+        raise RestoreError(f"no complete backup under {lake.describe(BACKUP_PREFIX)}")
+    if backup is None:
+        return found[-1]
+    wanted = backup if backup.startswith(BACKUP_PREFIX) else f"{BACKUP_PREFIX}/{backup}"
+    if wanted.rstrip("/") not in found:
+        raise RestoreError(
+            f"no complete backup {backup!r}; found: {', '.join(p.rsplit('/', 1)[1] for p in found)}"
+        )
+    return wanted.rstrip("/")
+
+
+def _insert_rows(store: StateStore, table: str, data: pa.Table) -> None:
+    columns = data.column_names
+    placeholders = ", ".join([store.placeholder] * len(columns))
+    statement = f"insert into {table} ({', '.join(columns)}) values ({placeholders})"
+    records = [tuple(row[c] for c in columns) for row in data.to_pylist()]
+    if not records:
+        return
+    raw: Any = getattr(store.con, "raw", None)
+    if raw is not None and hasattr(raw, "cursor") and not hasattr(raw, "executemany"):
+        with raw.cursor() as cursor:  # psycopg: executemany lives on the cursor
+            cursor.executemany(statement, records)
+    elif raw is not None and hasattr(raw, "executemany"):
+        raw.executemany(statement, records)  # DuckDB: the connection, inside its transaction
+    else:
+        for record in records:
+            store.con.execute(statement, record)
+
+
+def restore_state(store: StateStore, lake: Lake, backup: str | None = None) -> BackupResult:
+    """Load a backup (default: the newest complete one) into a store whose state tables are
+    empty: the schema is created with StateStore.ensure_schema, rows are inserted in one
+    transaction, and the row counts are checked against the manifest before committing."""
+    from tasks.check import ensure_check_results_table
+
+    prefix = _resolve(lake, backup)
+    manifest = json.loads(lake.get_bytes(f"{prefix}/{MANIFEST}"))
+    store.ensure_schema()
+    if "check_results" in manifest["tables"]:
+        ensure_check_results_table(store)
+    for table in manifest["tables"]:
+        count = store._execute(f"select count(*) from {table}").fetchone()[0]
+        if count:
+            store.con.commit()
+            raise RestoreError(
+                f"table {table} already holds {count} rows: restore only into an empty "
+                "database (create a new one, point REDDIT_PIPELINE_STATE_DSN at it)"
+            )
+    restored: dict[str, int] = {}
+    try:
+        for table, expected in manifest["tables"].items():
+            data = pq.read_table(io.BytesIO(lake.get_bytes(f"{prefix}/{table}.parquet")))
+            if data.num_rows != expected:
+                raise RestoreError(
+                    f"{prefix}/{table}.parquet has {data.num_rows} rows, manifest says {expected}"
+                )
+            _insert_rows(store, table, data)
+            restored[table] = data.num_rows
+    except BaseException:
+        _rollback(store)
+        raise
+    store.con.commit()
+    return BackupResult(prefix, restored)
+
+
+def _rollback(store: StateStore) -> None:
+    """Undo the partial restore. The DuckDB wrapper keeps a transaction open between commits,
+    so it rolls back and begins the next one; psycopg begins its own on the next statement."""
+    raw: Any = getattr(store.con, "raw", None)
+    if raw is None:
+        return
+    if store.placeholder == "?":
+        raw.execute("rollback")
+        raw.execute("begin transaction")
+    else:
+        raw.rollback()

@@ -1,0 +1,135 @@
+"""Connection pools (psycopg_pool) for tasks that share one PostgreSQL database.
+
+A run opens a connection per use of the state store or the warehouse; where several tasks of
+one process use the same database (the backfill's subflows, the backup and the pipeline on
+one worker, concurrent load tasks), each new connection costs a TLS handshake and an
+authentication round trip. One pool per DSN per process shares them. Pools are keyed by the
+DSN, so the TLS settings in it (sslmode from the PostgresWarehouse block) apply to every
+pooled connection.
+
+A pooled connection is returned, not closed: a session-level advisory lock left on it would
+outlive the run that took it (StateStore.subreddit_locks releases its own, but a crash between
+acquire and release would not), so the pool's reset unlocks all advisory locks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from tasks.state import StateStore
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+_pools: dict[str, ConnectionPool] = {}
+_lock = threading.Lock()
+
+
+def _reset(connection: psycopg.Connection[Any]) -> None:
+    connection.execute("select pg_advisory_unlock_all()")
+    connection.commit()
+
+
+def shared_pool(dsn: str, max_size: int = 4) -> ConnectionPool:
+    """The process's pool for this DSN, opened on first use and closed at exit. min_size 1
+    keeps one warm connection; max_size bounds what one worker takes from the server."""
+    from psycopg_pool import ConnectionPool
+
+    with _lock:
+        pool = _pools.get(dsn)
+        if pool is None or pool.closed:
+            pool = ConnectionPool(
+                dsn,
+                min_size=1,
+                max_size=max_size,
+                kwargs={"connect_timeout": 10},
+                reset=_reset,
+                check=ConnectionPool.check_connection,
+                name=f"reddit-pipeline-{len(_pools)}",
+                open=False,
+            )
+            pool.open(wait=True, timeout=30)
+            _pools[dsn] = pool
+    return pool
+
+
+def close_pools() -> None:
+    """Close every pool (at exit; tests call it to leave no connection behind)."""
+    with _lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
+atexit.register(close_pools)
+
+
+class _PooledConnection:
+    """tasks.state's Connection over a connection borrowed from a pool; close() gives it back
+    (rolled back if a transaction was left open, then reset)."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.raw = pool.getconn()
+
+    def execute(self, query: str, params: Any = ()) -> Any:
+        return self.raw.execute(query, params)
+
+    def commit(self) -> None:
+        self.raw.commit()
+
+    def close(self) -> None:
+        self.pool.putconn(self.raw)
+
+
+def open_pooled_state(dsn: str, max_size: int = 4) -> StateStore:
+    """A drop-in for tasks.state.open_postgres_state: the same store, schema ensured, on a
+    pooled connection that store.close() returns to the pool."""
+    store = StateStore(_PooledConnection(shared_pool(dsn, max_size)), placeholder="%s")
+    try:
+        store.ensure_schema()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+@contextmanager
+def pooled_state(dsn: str, max_size: int = 4) -> Iterator[StateStore]:
+    """open_pooled_state as a context manager: the connection goes back on exit."""
+    store = open_pooled_state(dsn, max_size)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def pooled_connection(dsn: str, max_size: int = 4) -> Iterator[psycopg.Connection[Any]]:
+    """A raw pooled psycopg connection (e.g. for the warehouse load): committed on success,
+    rolled back on error, returned to the pool either way."""
+    with shared_pool(dsn, max_size).connection() as connection:
+        yield connection
+
+
+def warehouse_dsn(block: Any) -> str:
+    """A libpq DSN from a PostgresWarehouse block, with its sslmode and password, for
+    shared_pool. Holds the secret: never log it. search_path is set per connection through
+    `options`, since pooled connections outlive a `set search_path`."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(
+        host=block.host,
+        port=block.port,
+        dbname=block.database,
+        user=block.user,
+        password=block.password.get_secret_value() if block.password else None,
+        sslmode=block.sslmode,
+        connect_timeout=block.connect_timeout,
+        options=f"-c search_path={block.db_schema}",
+    )

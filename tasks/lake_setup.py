@@ -1,0 +1,132 @@
+"""Turn on versioning and lifecycle rules for the lake bucket, idempotently:
+
+    python -m tasks.lake_setup --bucket B [--prefix P] [--processed-days 30] [--quarantine-days 90]
+
+- raw/ is kept for ever: it is the only thing every other layer can be rebuilt from
+  (tasks.rebuild), so no rule touches it.
+- processed/ and quarantine/ expire after a number of days: processed files are re-made from raw
+  on demand, quarantine files are for people to read for a while (their counts stay in the
+  state store).
+- backups/ (the state store's, tasks.backup) expire after --backups-days (0 keeps them).
+- Versioning keeps an overwritten or deleted object as a noncurrent version, which is what
+  makes a bad rerun or a mistaken delete recoverable; noncurrent versions expire after
+  --noncurrent-days so the bucket does not grow without bound, and incomplete multipart
+  uploads (a crashed large upload) are aborted after a week.
+
+put_bucket_lifecycle_configuration replaces the whole configuration, so rules this module does
+not own (other IDs) are read first and kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+RULE_PREFIX = "reddit-pipeline-"
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Days before objects expire; 0 means never."""
+
+    processed_days: int = 30
+    quarantine_days: int = 90
+    backups_days: int = 90
+    noncurrent_days: int = 30
+    abort_multipart_days: int = 7
+
+
+def _expire(rule_id: str, prefix: str, days: int) -> dict[str, Any]:
+    return {
+        "ID": f"{RULE_PREFIX}{rule_id}",
+        "Filter": {"Prefix": prefix},
+        "Status": "Enabled",
+        "Expiration": {"Days": days},
+    }
+
+
+def lifecycle_rules(policy: RetentionPolicy, prefix: str = "") -> list[dict[str, Any]]:
+    """The rules for a lake under `prefix` (an S3Bucket block's bucket_folder)."""
+    base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    rules = []
+    for name, folder, days in (
+        ("processed", "processed/", policy.processed_days),
+        ("quarantine", "quarantine/", policy.quarantine_days),
+        ("backups", "backups/", policy.backups_days),
+    ):
+        if days > 0:
+            rules.append(_expire(f"expire-{name}", base + folder, days))
+    housekeeping: dict[str, Any] = {
+        "ID": f"{RULE_PREFIX}noncurrent-and-uploads",
+        "Filter": {"Prefix": base},
+        "Status": "Enabled",
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": policy.abort_multipart_days},
+    }
+    if policy.noncurrent_days > 0:
+        housekeeping["NoncurrentVersionExpiration"] = {"NoncurrentDays": policy.noncurrent_days}
+    rules.append(housekeeping)
+    return rules
+
+
+def _other_rules(client: Any, bucket: str) -> list[dict[str, Any]]:
+    try:
+        rules = client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
+            return []
+        raise
+    return [r for r in rules if not str(r.get("ID", "")).startswith(RULE_PREFIX)]
+
+
+def setup_lake_bucket(
+    client: Any, bucket: str, policy: RetentionPolicy, prefix: str = ""
+) -> list[dict[str, Any]]:
+    """Enable versioning and write the lifecycle rules (ours replaced, others kept). Returns
+    the rules now on the bucket."""
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    rules = _other_rules(client, bucket) + lifecycle_rules(policy, prefix)
+    client.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": rules}
+    )
+    return rules
+
+
+def main(argv: list[str] | None = None, client: Any = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.lake_setup",
+        description="Enable S3 versioning and the lake's lifecycle rules (raw kept; processed, "
+        "quarantine and backups expire; noncurrent versions expire).",
+    )
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--prefix", default="", help="the lake's folder in the bucket")
+    parser.add_argument("--processed-days", type=int, default=30)
+    parser.add_argument("--quarantine-days", type=int, default=90)
+    parser.add_argument("--backups-days", type=int, default=90, help="0 keeps backups")
+    parser.add_argument("--noncurrent-days", type=int, default=30)
+    parser.add_argument("--endpoint-url", help="a non-AWS S3 (MinIO, a test server)")
+    parser.add_argument("--region")
+    args = parser.parse_args(argv)
+    days = (args.processed_days, args.quarantine_days, args.backups_days, args.noncurrent_days)
+    if min(days) < 0:
+        parser.error("days must be 0 (never) or more")
+    policy = RetentionPolicy(*days)
+    if client is None:
+        client = boto3.client("s3", endpoint_url=args.endpoint_url, region_name=args.region)
+    try:
+        rules = setup_lake_bucket(client, args.bucket, policy, args.prefix)
+    except ClientError as error:
+        print(f"error: s3://{args.bucket}: {error}", file=sys.stderr)
+        return 1
+    print(f"s3://{args.bucket}: versioning Enabled")
+    for rule in rules:
+        print(f"  rule {rule['ID']}: prefix {rule['Filter'].get('Prefix', '')!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

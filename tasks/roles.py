@@ -1,0 +1,146 @@
+"""Apply the warehouse and state store roles (sql/roles/*.sql), idempotently, as an admin.
+
+    python -m tasks.roles --dsn postgresql://admin@host/db?sslmode=verify-full \
+        [--schema reddit] [--state-schema reddit_state] [--grant-analyst-to alice ...]
+
+The pipeline connects as the loader (the warehouse block's user) and as the state role (the
+state DSN's user), so a bug or a leaked credential of one reaches only its own tables; people
+read the marts through the analyst role, which cannot write. The SQL lives in files so a DBA can
+read and run it by hand; here only identifiers are filled in, after validation (they are
+spliced into DDL, which takes no bind parameters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql" / "roles"
+MARTS = ("posts", "comments", "subreddit_daily")
+_IDENTIFIER = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _identifier(value: str) -> str:
+    if not value or not set(value) <= _IDENTIFIER or value[0].isdigit() or len(value) > 63:
+        raise ValueError(f"expected a lower-case SQL identifier, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Role and schema names; defaults are what docs/operations.md describes."""
+
+    loader: str = "reddit_loader"
+    analyst: str = "reddit_analyst"
+    state: str = "reddit_state"
+    schema: str = "reddit"
+    state_schema: str = "reddit_state"
+    marts: tuple[str, ...] = field(default=MARTS)
+
+    def __post_init__(self) -> None:
+        for name in (self.loader, self.analyst, self.state, self.schema, self.state_schema):
+            _identifier(name)
+        for mart in self.marts:
+            _identifier(mart)
+        if self.schema == self.state_schema:
+            raise ValueError("the state schema must differ from the warehouse schema")
+
+
+def render(file: str, roles: Roles, quoted: dict[str, str] | None = None, **extra: str) -> str:
+    """The SQL file with its {placeholders} filled in: `extra` values must be plain
+    identifiers; `quoted` ones are already quoted by the driver (a database name may hold any
+    character)."""
+    values = {
+        "loader": roles.loader,
+        "analyst": roles.analyst,
+        "state": roles.state,
+        "schema": roles.schema,
+        "state_schema": roles.state_schema,
+        "marts": ", ".join(f"'{m}'" for m in roles.marts),
+        **{k: _identifier(v) for k, v in extra.items()},
+        **(quoted or {}),
+    }
+    return (SQL_DIR / file).read_text().format(**values)
+
+
+def apply_postgres_roles(connection: Any, roles: Roles, analysts: tuple[str, ...] = ()) -> None:
+    """Run postgres_roles.sql in one transaction on an admin psycopg connection (a superuser,
+    or RDS's master user), then grant the analyst role to the given users."""
+    from psycopg import sql
+
+    database = connection.execute("select current_database()").fetchone()[0]
+    quoted = {"database": sql.Identifier(database).as_string(connection)}
+    script = render("postgres_roles.sql", roles, quoted)
+    with connection.transaction():
+        connection.execute(script)  # psycopg 3 runs several statements when given no params
+        for user in analysts:
+            connection.execute(f"grant {roles.analyst} to {_identifier(user)}")
+
+
+def _redshift_role_exists(cursor: Any, role: str) -> bool:
+    cursor.execute("select 1 from svv_roles where role_name = %s", (role,))
+    return cursor.fetchone() is not None
+
+
+def apply_redshift_roles(
+    connection: Any, roles: Roles, loader_user: str, analysts: tuple[str, ...] = ()
+) -> None:
+    """Create the Redshift roles when missing, run redshift_roles.sql, and grant on the marts
+    that exist (a GRANT on a missing table fails, and Redshift has no DO block to test it)."""
+    cursor = connection.cursor()
+    for role in (roles.loader, roles.analyst):
+        if not _redshift_role_exists(cursor, role):
+            cursor.execute(f"create role {role}")
+    script = render("redshift_roles.sql", roles, loader_user=loader_user)
+    for statement in _statements(script):
+        cursor.execute(statement)
+    for mart in roles.marts:
+        cursor.execute(
+            "select 1 from svv_tables where table_schema = %s and table_name = %s",
+            (roles.schema, mart),
+        )
+        if cursor.fetchone() is not None:
+            cursor.execute(f"grant select on {roles.schema}.{mart} to role {roles.analyst}")
+            cursor.execute(f"grant all on {roles.schema}.{mart} to role {roles.loader}")
+    for user in analysts:
+        cursor.execute(f"grant role {roles.analyst} to {_identifier(user)}")
+    connection.commit()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a file of plain statements (no DO blocks, no semicolons in strings)."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.roles",
+        description="Create or update the loader, analyst and state roles on PostgreSQL.",
+    )
+    parser.add_argument("--dsn", required=True, help="an administrator's DSN (with sslmode)")
+    parser.add_argument("--schema", default=Roles.schema)
+    parser.add_argument("--state-schema", default=Roles.state_schema)
+    parser.add_argument("--loader", default=Roles.loader)
+    parser.add_argument("--analyst", default=Roles.analyst)
+    parser.add_argument("--state", default=Roles.state)
+    parser.add_argument("--grant-analyst-to", action="append", default=[])
+    args = parser.parse_args(argv)
+    import psycopg
+
+    try:
+        roles = Roles(args.loader, args.analyst, args.state, args.schema, args.state_schema)
+        with psycopg.connect(args.dsn, connect_timeout=10) as connection:
+            apply_postgres_roles(connection, roles, tuple(args.grant_analyst_to))
+    except (ValueError, psycopg.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"roles {roles.loader}, {roles.analyst}, {roles.state} on {roles.schema}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""State store backup and restore on this machine's PostgreSQL: back up to a lake (a folder, and
+S3 on a moto server), restore into an empty database, and every row comes back equal."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aws_fixtures import CREDENTIALS, REGION, moto_server  # noqa: F401 (fixture)
+from conftest import PG_ADMIN_DSN
+
+from flows.backup import main
+from tasks.backup import RestoreError, backup_state, list_backups, restore_state
+from tasks.check import CheckReport, CheckRow, record_check_results
+from tasks.db_pool import close_pools, pooled_state
+from tasks.lake import Lake, LocalLake
+from tasks.state import RunRecord, StateStore, open_postgres_state
+
+ORDER = {
+    "pipeline_runs": "run_id",
+    "watermarks": "source, subreddit, kind",
+    "check_results": "run_id, dataset, check_name",
+}
+
+
+@pytest.fixture
+def empty_dsn() -> Iterator[str]:
+    """A second fresh database: where the restore goes."""
+    name = f"reddit_restore_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')
+    try:
+        yield PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        close_pools()
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'drop database if exists "{name}" with (force)')
+
+
+def _fill(store: StateStore) -> None:
+    """Runs (one finished, one failed, one still running), watermarks and check results, with
+    nulls, unicode and fractional timestamps, as the pipeline writes them."""
+    window = datetime(2024, 3, 1, tzinfo=UTC)
+    for i, status in enumerate(["completed", "failed", "running"]):
+        store.start_run(RunRecord(f"run-{i}", "api", f"flow-{i}", window, None, {"sub": "ü"}))
+        if status != "running":
+            store.finish_run(
+                f"run-{i}",
+                status,
+                {"staged": 10 * i},
+                1234 + i,
+                {"load": 0.123456},
+                "RuntimeError: boom ✓" if status == "failed" else None,
+            )
+    store.advance_watermarks(
+        "api",
+        {("python", "posts"): (1709251200.25, "t3_abc"), ("rust", "comments"): (1.5, "t1_z")},
+        "run-0",
+    )
+    report = CheckReport(
+        rows=[
+            CheckRow("posts", "id duplicate", "failed", "error", 3),
+            CheckRow("comments", "row count", "passed", "error", None),
+        ]
+    )
+    record_check_results(store, "run-0", report)
+
+
+def _all_rows(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    with psycopg.connect(dsn) as connection:
+        return {
+            table: connection.execute(f"select * from {table} order by {order}").fetchall()
+            for table, order in ORDER.items()
+        }
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
+    if request.param == "local":
+        return LocalLake(tmp_path / "lake")
+    import boto3
+
+    from tasks.lake_s3 import S3Lake
+
+    endpoint = request.getfixturevalue("moto_server")
+    bucket = f"lake-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name=REGION, **CREDENTIALS).create_bucket(
+        Bucket=bucket
+    )
+    return S3Lake.from_params(
+        bucket, "prod", endpoint_url=endpoint, region_name=REGION, credentials=CREDENTIALS
+    )
+
+
+def test_backup_then_restore_into_an_empty_database_gives_equal_rows(
+    pg_dsn: str, empty_dsn: str, lake: Lake
+) -> None:
+    source = open_postgres_state(pg_dsn)
+    _fill(source)
+    backup = backup_state(source, lake, now=datetime(2024, 3, 2, 4, 5, 6, tzinfo=UTC))
+    source.close()
+
+    with pooled_state(empty_dsn) as target:
+        restored = restore_state(target, lake)
+
+    assert backup.prefix == "backups/state/20240302T040506Z"
+    assert backup.rows == {"pipeline_runs": 3, "watermarks": 2, "check_results": 2}
+    assert restored.rows == backup.rows
+    assert sorted(lake.list_keys(backup.prefix)) == [
+        f"{backup.prefix}/{name}"
+        for name in (
+            "check_results.parquet",
+            "manifest.json",
+            "pipeline_runs.parquet",
+            "watermarks.parquet",
+        )
+    ]
+    assert _all_rows(empty_dsn) == _all_rows(pg_dsn)
+
+
+def test_restore_refuses_a_database_that_already_has_state(pg_dsn: str, tmp_path: Path) -> None:
+    lake = LocalLake(tmp_path / "lake")
+    store = open_postgres_state(pg_dsn)
+    _fill(store)
+    backup_state(store, lake)
+
+    with pytest.raises(RestoreError, match="pipeline_runs already holds 3 rows"):
+        restore_state(store, lake)
+    store.close()
+
+
+def test_a_backup_without_its_manifest_is_never_restored(pg_dsn: str, tmp_path: Path) -> None:
+    lake = LocalLake(tmp_path / "lake")
+    store = open_postgres_state(pg_dsn)
+    _fill(store)
+    first = backup_state(store, lake, now=datetime(2024, 3, 1, tzinfo=UTC))
+    second = backup_state(store, lake, now=datetime(2024, 3, 2, tzinfo=UTC))
+    store.close()
+    (tmp_path / "lake" / second.prefix / "manifest.json").unlink()  # as if cut short
+
+    assert list_backups(lake) == [first.prefix]
+
+
+def test_the_cli_backs_up_and_restores_a_named_backup(
+    prefect_api: str,
+    pg_dsn: str,
+    empty_dsn: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = open_postgres_state(pg_dsn)
+    _fill(source)
+    source.close()
+    lake_dir = str(tmp_path / "lake")
+
+    assert main(["backup", "--state-dsn", pg_dsn, "--lake-dir", lake_dir]) == 0
+    assert main(["list", "--lake-dir", lake_dir]) == 0
+    stamp = capsys.readouterr().out.strip().splitlines()[-1].rsplit("/", 1)[1]
+    code = main(["restore", "--backup", stamp, "--state-dsn", empty_dsn, "--lake-dir", lake_dir])
+
+    assert code == 0
+    assert _all_rows(empty_dsn) == _all_rows(pg_dsn)
+    assert main(["restore", "--backup", "nope", "--state-dsn", empty_dsn, "--lake-dir", lake_dir])
+    assert "no complete backup 'nope'" in capsys.readouterr().err
