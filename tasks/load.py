@@ -19,7 +19,7 @@ import duckdb
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import duck, faults
+from tasks import duck, faults, settings
 from tasks.lake import Lake, readable_path
 
 # Each warehouse table: its key, and when a matched row is replaced.
@@ -105,7 +105,7 @@ def merge_statements(table: str, columns: Sequence[str]) -> MergeStatements:
 def load_duckdb(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
     """Load curated files into a DuckDB warehouse file."""
     result = LoadResult()
-    con = duck.connect(warehouse, bounded=True)
+    con = duck.connect(warehouse, settings.DUCKDB_LOAD_MEMORY_LIMIT, bounded=True)
     try:
         with tempfile.TemporaryDirectory(prefix="reddit-load-") as tmp:
             con.execute("begin transaction")

@@ -39,29 +39,42 @@ def curated_key(model: str, dt: str) -> str:
     return f"{settings.CURATED_PREFIX}/{model}/dt={dt}/part-0.parquet"
 
 
-def register_processed(con: duckdb.DuckDBPyConnection, lake: Lake, dts: list[str]) -> None:
-    """Views processed_posts and processed_comments over the given days' Parquet files: views,
-    not tables, so a query reads only the columns it needs and nothing is held in memory."""
-    with tempfile.TemporaryDirectory(prefix="reddit-model-") as tmp:
-        for kind in settings.KINDS:
-            keys = [
-                key
-                for dt in dts
-                for key in lake.list_keys(f"{settings.PROCESSED_PREFIX}/{kind}/dt={dt}/")
-                if key.endswith(".parquet")
-            ]
-            if keys:
-                paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
-                con.execute(
-                    f"create or replace view processed_{kind} as "
-                    f"select * exclude (dt) from read_parquet({duck.path_list(paths)}, "
-                    "hive_partitioning = true, union_by_name = true)"
-                )
-            else:
-                con.execute(
-                    f"create or replace view processed_{kind} as "
-                    f"select * exclude (dt) from ({empty_processed_sql(kind)})"
-                )
+def register_processed(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    dts: list[str],
+    workdir: Path | None = None,
+    materialize: bool = False,
+) -> None:
+    """processed_posts and processed_comments over the given days' Parquet files: views, not
+    tables, so a query reads only the columns it needs and nothing is held in memory.
+
+    A remote lake's files are fetched into `workdir`, which must outlive the views; without
+    one they are fetched into a temporary folder and read into tables before it goes."""
+    remote = lake.local_path(settings.PROCESSED_PREFIX) is None
+    if remote and workdir is None:
+        with tempfile.TemporaryDirectory(prefix="reddit-model-") as tmp:
+            register_processed(con, lake, dts, Path(tmp), materialize=True)
+        return
+    relation = "table" if materialize else "view"
+    for kind in settings.KINDS:
+        keys = [
+            key
+            for dt in dts
+            for key in lake.list_keys(f"{settings.PROCESSED_PREFIX}/{kind}/dt={dt}/")
+            if key.endswith(".parquet")
+        ]
+        if keys:
+            paths = [str(readable_path(lake, key, workdir or Path("."))) for key in keys]
+            source = (
+                f"read_parquet({duck.path_list(paths)}, hive_partitioning = true, "
+                "union_by_name = true)"
+            )
+        else:
+            source = f"({empty_processed_sql(kind)})"
+        con.execute(
+            f"create or replace {relation} processed_{kind} as select * exclude (dt) from {source}"
+        )
 
 
 def build_models(con: duckdb.DuckDBPyConnection, materialize: bool = True) -> dict[str, int]:
@@ -86,13 +99,14 @@ def run_models(lake: Lake, dts: list[str]) -> ModelResult:
         return result
     con = duck.connect(bounded=True)
     try:
-        register_processed(con, lake, result.dts)
-        # Marts as views: each is computed once, streamed into its curated files, and DuckDB
-        # spills what does not fit its memory limit instead of holding every row.
-        build_models(con, materialize=False)
-        with tempfile.TemporaryDirectory(prefix="reddit-curated-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="reddit-model-") as tmp:
+            register_processed(con, lake, result.dts, Path(tmp) / "in")
+            # Marts as views: each is computed once, streamed into its curated files, and
+            # DuckDB spills what does not fit its memory limit instead of holding every row.
+            build_models(con, materialize=False)
+            (Path(tmp) / "out").mkdir()
             for model in MART_MODELS:
-                keys, rows = _write_curated(con, lake, model, Path(tmp))
+                keys, rows = _write_curated(con, lake, model, Path(tmp) / "out")
                 result.curated_keys[model], result.rows[model] = keys, rows
     finally:
         con.close()

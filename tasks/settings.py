@@ -17,10 +17,13 @@ ZSTD_MAX_WINDOW_SIZE = 2**31
 # not by the size of the dump.
 CHUNK_BYTES = 64 * 1024 * 1024
 READ_BYTES = 4 * 1024 * 1024
-# DuckDB's buffer pool in the steps that move whole dumps (stage, process, model, load); beyond
-# it DuckDB spills to a temporary directory. With the interpreter (~150 MiB), a stage chunk
-# and its Arrow copy, the process stays under 1 GiB whatever the size of the input.
+# DuckDB's buffer pool in the steps that move whole dumps (stage, process, model); beyond it
+# DuckDB spills to a temporary directory. With the interpreter (~150 MiB), the zstd window, a
+# stage chunk and its Arrow copy, a step peaks at ~700-900 MiB whatever the size of the input.
 DUCKDB_MEMORY_LIMIT = "512MB"
+# The load's, lower: the warehouse's primary-key index (an ART) lives outside DuckDB's limit
+# and grows with the warehouse (~0.4 GiB at commit for 3M rows), so it gets the headroom.
+DUCKDB_LOAD_MEMORY_LIMIT = "256MB"
 
 RAW_PREFIX = "raw/reddit"
 PROCESSED_PREFIX = "processed/reddit"

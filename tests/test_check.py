@@ -54,7 +54,7 @@ def models(sample_lake: tuple[LocalLake, list[str]]) -> Iterator[duckdb.DuckDBPy
     """A fresh in-memory DuckDB with processed_* and the marts, as tasks.model builds them."""
     lake, dts = sample_lake
     con = duck.connect()
-    register_processed(con, lake, dts)
+    register_processed(con, lake, dts, materialize=True)  # the tests alter these tables
     build_models(con)
     yield con
     con.close()
