@@ -155,6 +155,8 @@ class PipelineConfig(BaseModel):
     def _check_window_and_files(self) -> PipelineConfig:
         if self.since and self.until and self.since >= self.until:
             raise ValueError(f"since ({self.since}) must be before until ({self.until})")
+        if self.source == "auto" and self.dump_paths:
+            self.source = "dump"  # dump files given: nothing else to choose
         if self.source == "dump" and not self.dump_paths:
             raise ValueError("source 'dump' needs at least one dump path")
         if self.process_engine == "glue" and self.raw_codec != "gzip":

@@ -130,5 +130,6 @@ def test_bootstrap_twice_leaves_the_same_objects(tmp_path: Path) -> None:
     assert [c for c in first["limits"] if not c[0].startswith("deployment:")] == [
         ["reddit-api", 10, 1.6]
     ]
-    assert len(first["automations"]) == 2
-    assert len(first["deployments"]) == 5
+    # failure, data contract, SLA and slowdown alerts; every deployment in prefect.yaml
+    assert len(first["automations"]) == 4
+    assert len(first["deployments"]) == 6
