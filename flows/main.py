@@ -198,12 +198,11 @@ def _quality_gate(
     )
     publish_check_results(report, summary.run_id)
     record_check_results(state, summary.run_id, report)
-    get_run_logger().info(
-        "Checked %d contract checks: %d failed, %d warnings",
-        len(report.rows),
-        len(report.failures),
-        len(report.warnings),
+    summary.messages.append(
+        f"Quality: {len(report.rows)} contract checks, {len(report.failures)} failed, "
+        f"{len(report.warnings)} warnings (artifact reddit-pipeline-quality)"
     )
+    get_run_logger().info(summary.messages[-1])
     return report
 
 

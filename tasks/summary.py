@@ -73,7 +73,7 @@ class RunSummary:
                 rows.append(
                     {
                         "kind": kind,
-                        "subreddit": "(other or malformed)",
+                        "subreddit": "(not kept)",
                         "read": quarantined + skipped,
                         "quarantined": quarantined,
                         "staged": 0,
