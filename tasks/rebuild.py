@@ -14,7 +14,7 @@ from tasks.lake import Lake, readable_path
 from tasks.load import LoadResult, load_duckdb
 from tasks.model import run_models
 from tasks.process import batch_of, process_batches
-from tasks.stage import source_of_batch
+from tasks.raw import source_of_batch
 from tasks.state import StateStore, Watermarks
 
 _RAW_KEY = re.compile(r"/subreddit=(?P<sub>[^/]+)/dt=(?P<dt>\d{4}-\d{2}-\d{2})/")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import zstandard
-from isal import igzip
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -28,8 +25,7 @@ from tasks import duck, faults, settings
 from tasks.dumps import DumpTail, LineChunk, dump_kind, iter_line_chunks
 from tasks.lake import Lake
 from tasks.progress import file_progress
-
-CODEC_SUFFIX = {"gzip": "ndjson.gz", "zstd": "ndjson.zst"}
+from tasks.raw import RawBodies, compress, raw_key
 
 
 @dataclass(frozen=True)
@@ -82,32 +78,6 @@ def batch_id_for(path: Path, window: Window, chunk_index: int, source: str = "du
     identity = f"{path.name}|{path.stat().st_size}|{window.digest()}"
     digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
     return f"{source}-{stem}-{digest}-{chunk_index:04d}"
-
-
-def source_of_batch(batch_id: str) -> str:
-    return batch_id.split("-", 1)[0]
-
-
-def raw_key(kind: str, subreddit: str, dt: str, batch_id: str, codec: str) -> str:
-    return (
-        f"{settings.RAW_PREFIX}/{kind}/subreddit={subreddit}/dt={dt}/"
-        f"{batch_id}.{CODEC_SUFFIX[codec]}"
-    )
-
-
-_local = threading.local()
-
-
-def compress(data: bytes | memoryview, codec: str) -> bytes:
-    # isal's gzip is several times faster than zlib's and writes a standard gzip member;
-    # both release the GIL, so partitions compress in parallel threads. zstd: level 1, one
-    # compressor per thread (making one per call costs more than a small partition).
-    if codec == "gzip":
-        return igzip.compress(data, compresslevel=1, mtime=0)
-    compressor = getattr(_local, "zstd", None)
-    if compressor is None:
-        compressor = _local.zstd = zstandard.ZstdCompressor(level=1)
-    return compressor.compress(data)
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -262,7 +232,7 @@ class ChunkStager:
             order by subreddit, dt, line_no
             """
         ).to_arrow_table()
-        bodies = _Bodies(lines.column("line"))
+        bodies = RawBodies(lines.column("line"))
         del lines
         jobs = []
         start = 0
@@ -286,38 +256,6 @@ class ChunkStager:
     def close(self) -> None:
         self.pool.shutdown()
         self.con.close()
-
-
-class _Bodies:
-    """Contiguous runs of values of an Arrow string column, as bytes, without a copy of the
-    column: a run inside one Arrow chunk is a view of its values buffer."""
-
-    def __init__(self, column: pa.ChunkedArray) -> None:
-        self.chunks = []
-        first = 0
-        for array in column.chunks:
-            if len(array) == 0:
-                continue
-            large = pa.types.is_large_string(array.type)
-            if not (large or pa.types.is_string(array.type)):
-                array = array.cast(pa.large_string())
-                large = True
-            dtype = np.int64 if large else np.int32
-            offsets = np.frombuffer(array.buffers()[1], dtype=dtype)
-            offsets = offsets[array.offset : array.offset + len(array) + 1]
-            values = memoryview(array.buffers()[2]) if array.buffers()[2] else memoryview(b"")
-            self.chunks.append((first, first + len(array), offsets, values))
-            first += len(array)
-
-    def slice(self, start: int, end: int) -> bytes | memoryview:
-        """The concatenated values of rows [start, end)."""
-        pieces = []
-        for first, last, offsets, values in self.chunks:
-            if last <= start or first >= end:
-                continue
-            lo, hi = max(start, first) - first, min(end, last) - first
-            pieces.append(values[offsets[lo] : offsets[hi]])
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def stage_dump(
