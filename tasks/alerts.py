@@ -102,6 +102,32 @@ def save_notification_block(config: AlertConfig) -> UUID:
     return notification_block(config).save(config.block_name, overwrite=True)
 
 
+def event_notification(
+    name: str,
+    description: str,
+    event: str,
+    resource: str,
+    block_document_id: UUID,
+    subject: str,
+    body: str,
+) -> Any:
+    """An automation that sends one notification for each `event` on a matching resource."""
+    from prefect.automations import Automation, EventTrigger, Posture, SendNotification
+
+    return Automation(
+        name=name,
+        description=description,
+        trigger=EventTrigger(
+            expect={event},
+            match={"prefect.resource.id": resource},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[SendNotification(block_document_id=block_document_id, subject=subject, body=body)],
+    )
+
+
 def alert_automations(block_document_id: UUID, flow_name: str = FLOW_NAME) -> list[Any]:
     """The automations, as values: one for a failed or crashed run, one for a failed
     contract."""
@@ -126,21 +152,14 @@ def alert_automations(block_document_id: UUID, flow_name: str = FLOW_NAME) -> li
             )
         ],
     )
-    quality_failed = Automation(
-        name=QUALITY_FAILED_AUTOMATION,
-        description="Notify when a data contract check stops the load.",
-        trigger=EventTrigger(
-            expect={QUALITY_FAILED_EVENT},
-            match={"prefect.resource.id": "reddit_pipeline.dataset.*"},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(0),
-        ),
-        actions=[
-            SendNotification(
-                block_document_id=block_document_id, subject=QUALITY_SUBJECT, body=QUALITY_BODY
-            )
-        ],
+    quality_failed = event_notification(
+        QUALITY_FAILED_AUTOMATION,
+        "Notify when a data contract check stops the load.",
+        QUALITY_FAILED_EVENT,
+        "reddit_pipeline.dataset.*",
+        block_document_id,
+        QUALITY_SUBJECT,
+        QUALITY_BODY,
     )
     return [run_failed, quality_failed]
 

@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from tasks.alerts import FLOW_NAME, AlertConfig, save_notification_block
+from tasks.alerts import FLOW_NAME, AlertConfig, event_notification, save_notification_block
 from tasks.state import StateStore
 
 SLA_AUTOMATION = "reddit-pipeline: scheduled run late (SLA)"
@@ -94,23 +94,14 @@ def sla_automation(
 
 def slow_automation(block_document_id: UUID) -> Any:
     """A reactive automation on the slowdown event `report_slowdown` emits."""
-    from prefect.automations import Automation, EventTrigger, Posture, SendNotification
-
-    return Automation(
-        name=SLOW_AUTOMATION,
-        description="Notify when a run took more than k times the median of recent runs.",
-        trigger=EventTrigger(
-            expect={SLOW_EVENT},
-            match={"prefect.resource.id": "reddit_pipeline.run.*"},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(0),
-        ),
-        actions=[
-            SendNotification(
-                block_document_id=block_document_id, subject=SLOW_SUBJECT, body=SLOW_BODY
-            )
-        ],
+    return event_notification(
+        SLOW_AUTOMATION,
+        "Notify when a run took more than k times the median of recent runs.",
+        SLOW_EVENT,
+        "reddit_pipeline.run.*",
+        block_document_id,
+        SLOW_SUBJECT,
+        SLOW_BODY,
     )
 
 
