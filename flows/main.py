@@ -33,6 +33,7 @@ from tasks.engines import Engines, build_engines
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
 from tasks.faults import crash_point
 from tasks.lake import Lake
+from tasks.process import ProcessResult
 from tasks.stage import Window, stage_dump_task
 from tasks.state import (
     RunRecord,
@@ -105,9 +106,10 @@ def _run_stages(
     log = get_run_logger()
     lake = engines.lake
     watermarks = {} if config.full_refresh else state.read_watermarks(source.name)
-    with _timed(summary, "extract+stage"):
+    fused = engines.process_while_staging
+    with _timed(summary, "extract+stage+process" if fused else "extract+stage"):
         if source.name == "api" and source.auth is not None:
-            stages, problems = extract_api_task(config, source.auth, lake, watermarks)
+            stages, problems = extract_api_task(config, source.auth, lake, watermarks, fused)
             summary.stages.extend(stages)
             summary.messages.extend(problems)
         else:
@@ -116,7 +118,13 @@ def _run_stages(
                 window = _window(config, watermarks, dump_kind(path))
                 summary.stages.append(
                     stage_dump_task(
-                        path, lake, window, config.raw_codec, config.chunk_bytes, source.name
+                        path,
+                        lake,
+                        window,
+                        config.raw_codec,
+                        config.chunk_bytes,
+                        source.name,
+                        process=fused,
                     )
                 )
     log.info(
@@ -128,13 +136,17 @@ def _run_stages(
     crash_point("after:stage")
 
     if summary.staged:
-        with _timed(summary, "process"):
-            processed = [
-                engines.process(
-                    kind, [k for s in summary.stages if s.kind == kind for k in s.raw_keys]
-                )
-                for kind in settings.KINDS
-            ]
+        if fused:
+            parts = [s.processed for s in summary.stages]
+            processed = [ProcessResult.combine(kind, parts) for kind in settings.KINDS]
+        else:
+            with _timed(summary, "process"):
+                processed = [
+                    engines.process(
+                        kind, [k for s in summary.stages if s.kind == kind for k in s.raw_keys]
+                    )
+                    for kind in settings.KINDS
+                ]
         dts = sorted(set().union(*(p.dts for p in processed)))
         log.info("Processed %d rows into %d days", sum(p.rows for p in processed), len(dts))
         crash_point("after:process")

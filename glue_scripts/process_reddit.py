@@ -452,7 +452,7 @@ def write_processed(
         .sortWithinPartitions("batch_id", "dt", "_file", "_row")
         .drop("_file", "_row")
         .write.mode("overwrite")
-        .option("compression", "zstd")
+        .option("compression", "snappy")
         .partitionBy("batch_id", "dt")
         .parquet(out.uri(tmp_prefix))
     )

@@ -140,7 +140,7 @@ def curated_table_ddl(model: str, lake_uri: str) -> str:
     return (
         f"CREATE EXTERNAL TABLE IF NOT EXISTS curated_{model} ({_columns_ddl(model)}) "
         f"PARTITIONED BY (`dt` STRING) STORED AS PARQUET LOCATION '{location}' "
-        "TBLPROPERTIES ('parquet.compression'='ZSTD')"
+        "TBLPROPERTIES ('parquet.compression'='SNAPPY')"
     )
 
 

@@ -7,7 +7,9 @@ reads is whole again once the chunk is assembled.
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,3 +132,45 @@ def _decompress(raw: BinaryIO, read_bytes: int) -> Iterator[memoryview]:
                 block = b""
     if in_frame:
         raise zstandard.ZstdError("the input ends inside a zstd frame (truncated file)")
+
+
+def read_ahead(chunks: Iterator[LineChunk]) -> Iterator[LineChunk]:
+    """The same chunks, the next one decompressed in a thread while the caller works on the
+    current one (zstandard releases the GIL). At most one chunk waits, so memory grows by one
+    chunk, not with the dump; an error in the reader is raised here, in order."""
+    ready: queue.Queue[tuple[LineChunk | None, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item: tuple[LineChunk | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not offer((chunk, None)):
+                    return
+                del chunk
+            offer((None, None))
+        except BaseException as exc:  # handed to the consumer, who raises it
+            offer((None, exc))
+
+    reader = threading.Thread(target=read, name="dump-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            chunk, error = ready.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+            del chunk
+    finally:
+        stop.set()
+        reader.join()

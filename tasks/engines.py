@@ -29,6 +29,9 @@ class Engines:
     model: ModelStep
     load: LoadStep
     description: dict[str, str]
+    # The DuckDB engine processes each chunk while staging it (its JSON is parsed there
+    # anyway); then `process` is only for reprocessing the raw layer.
+    process_while_staging: bool = False
 
 
 def aws_credentials(config: PipelineConfig) -> Any:
@@ -76,7 +79,7 @@ def build_engines(config: PipelineConfig) -> Engines:
         model = _athena_model(config, lake)
 
     load, description["warehouse"] = _warehouse(config, lake, lake_uri)
-    return Engines(lake, process, model, load, description)
+    return Engines(lake, process, model, load, description, config.process_engine == "duckdb")
 
 
 def _glue_process(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> ProcessStep:

@@ -100,10 +100,15 @@ def recent_posts(lake: Lake, subreddits: list[str], max_age: timedelta) -> list[
 
 
 def extract_api_source(
-    config: PipelineConfig, auth: RedditAuth, lake: Lake, watermarks: Watermarks
+    config: PipelineConfig,
+    auth: RedditAuth,
+    lake: Lake,
+    watermarks: Watermarks,
+    process: bool = False,
 ) -> tuple[list[StageResult], list[str]]:
     """New posts and comments of every subreddit, then the refresh of recent posts; returns
-    the staged results and one message per subreddit that could not be read."""
+    the staged results (processed too, with `process`) and one message per subreddit that
+    could not be read."""
     retrieved = int(time.time())
     extracts = run_extract(
         auth,
@@ -122,7 +127,9 @@ def extract_api_source(
             continue
         batch = api_batch_id(extract.kind, extract.subreddit, retrieved)
         results.append(
-            stage_records(extract.lines, extract.kind, batch, batch, lake, window, config.raw_codec)
+            stage_records(
+                extract.lines, extract.kind, batch, batch, lake, window, config.raw_codec, process
+            )
         )
     if config.refresh_max_age.total_seconds() > 0:
         names = posts_to_refresh(
@@ -140,15 +147,19 @@ def extract_api_source(
             )
             batch = api_batch_id("posts", "all", int(time.time()), part="refresh")
             results.append(
-                stage_records(lines, "posts", batch, batch, lake, window, config.raw_codec)
+                stage_records(lines, "posts", batch, batch, lake, window, config.raw_codec, process)
             )
     return results, problems
 
 
 @task(name="extract-api", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
 def extract_api_task(
-    config: PipelineConfig, auth: RedditAuth, lake: Lake, watermarks: Watermarks
+    config: PipelineConfig,
+    auth: RedditAuth,
+    lake: Lake,
+    watermarks: Watermarks,
+    process: bool = False,
 ) -> tuple[list[StageResult], list[str]]:
     """Retried as a whole only after the client's own bounded retries gave up; staging is
     idempotent, so a retry re-stages at most what it fetched again."""
-    return extract_api_source(config, auth, lake, watermarks)
+    return extract_api_source(config, auth, lake, watermarks, process)

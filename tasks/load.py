@@ -113,15 +113,15 @@ def load_duckdb(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]])
                 if not keys:
                     continue
                 paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
-                con.execute(
-                    f"create or replace temp table stage_{table} as "
+                source = (
                     f"select * exclude (dt) from read_parquet({duck.path_list(paths)}, "
                     "hive_partitioning = true)"
                 )
-                columns = [row[0] for row in con.execute(f"describe stage_{table}").fetchall()]
                 if not _table_exists(con, table):
-                    result.changes[table] = _first_load(con, table)
+                    result.changes[table] = _first_load(con, table, source)
                 else:
+                    con.execute(f"create or replace temp table stage_{table} as {source}")
+                    columns = [row[0] for row in con.execute(f"describe stage_{table}").fetchall()]
                     _ensure_table(con, table, columns)
                     statements = merge_statements(table, columns)
                     result.changes[table] = {
@@ -149,16 +149,19 @@ def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(found and found[0])
 
 
-def _first_load(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, tuple[int, int]]:
-    """A table's first load (a new warehouse, a backfill): no row can match, so the staged rows
-    are copied in bulk and the key's index is built once, not row by row as a MERGE would
-    (about twice as fast). A duplicate key still fails the load when the key is added."""
-    con.execute(f"create table {table} as select * from stage_{table}")
+def _first_load(
+    con: duckdb.DuckDBPyConnection, table: str, source: str
+) -> dict[str, tuple[int, int]]:
+    """A table's first load (a new warehouse, a backfill): no row can match, so the curated
+    files go straight into the table, with no staging copy, and the key's index is built once,
+    not row by row as a MERGE would (together ~2.5x faster). A duplicate key still fails the
+    load when the key is added."""
+    con.execute(f"create table {table} as {source}")
     con.execute(f"alter table {table} add primary key ({', '.join(TABLE_KEYS[table])})")
     return {
         sub: (count, 0)
         for sub, count in con.execute(
-            f"select subreddit, count(*) from stage_{table} group by subreddit"
+            f"select subreddit, count(*) from {table} group by subreddit"
         ).fetchall()
     }
 

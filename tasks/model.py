@@ -104,35 +104,56 @@ def run_models(lake: Lake, dts: list[str]) -> ModelResult:
             # Marts as views: each is computed once, streamed into its curated files, and
             # DuckDB spills what does not fit its memory limit instead of holding every row.
             build_models(con, materialize=False)
-            (Path(tmp) / "out").mkdir()
+            out = Path(tmp) / "out"
+            out.mkdir()
+            written = {}
             for model in MART_MODELS:
-                keys, rows = _write_curated(con, lake, model, Path(tmp) / "out")
-                result.curated_keys[model], result.rows[model] = keys, rows
+                if model == "subreddit_daily":
+                    # Its inputs are the posts and comments marts just written: read them
+                    # back (a few narrow columns) rather than deduplicate every version again.
+                    for mart in ("posts", "comments"):
+                        if not written[mart][0]:
+                            continue  # no rows: the view is as cheap as it gets
+                        files = duck.path_list([str(p) for _, p in written[mart][0]])
+                        con.execute(
+                            f"create or replace view {mart} as select * exclude (dt) "
+                            f"from read_parquet({files}, hive_partitioning = true)"
+                        )
+                written[model] = _copy_curated(con, model, out)
+            for model, (parts, rows) in written.items():
+                result.curated_keys[model] = _publish_curated(lake, model, parts)
+                result.rows[model] = rows
     finally:
         con.close()
     return result
 
 
-def _write_curated(
-    con: duckdb.DuckDBPyConnection, lake: Lake, model: str, tmp: Path
-) -> tuple[list[str], int]:
-    """The mart's files, one per day, and how many rows they hold."""
-    out = tmp / model
+def _copy_curated(
+    con: duckdb.DuckDBPyConnection, model: str, out: Path
+) -> tuple[list[tuple[str, Path]], int]:
+    """The mart's local files, one per day, and how many rows they hold."""
     day = MART_DAY_COLUMN[model]
     written = con.execute(
         f"copy (select *, strftime({day}, '%Y-%m-%d') as dt from {model} {MART_ORDER[model]}) "
-        f"to '{out}' (format parquet, partition_by (dt), filename_pattern 'part_{{i}}', "
-        "compression zstd)"
+        f"to '{out / model}' (format parquet, partition_by (dt), filename_pattern 'part_{{i}}', "
+        f"compression {settings.PARQUET_CODEC})"
     ).fetchone()
+    parts = []
+    for dt_dir in sorted((out / model).glob("dt=*")):
+        files = sorted(dt_dir.glob("*.parquet"))
+        if len(files) != 1:
+            raise RuntimeError(f"expected one curated file in {dt_dir}, found {len(files)}")
+        parts.append((dt_dir.name.removeprefix("dt="), files[0]))
+    return parts, written[0] if written else 0
+
+
+def _publish_curated(lake: Lake, model: str, parts: list[tuple[str, Path]]) -> list[str]:
     keys = []
-    for dt_dir in sorted(out.glob("dt=*")):
-        parts = sorted(dt_dir.glob("*.parquet"))
-        if len(parts) != 1:
-            raise RuntimeError(f"expected one curated file in {dt_dir}, found {len(parts)}")
-        key = curated_key(model, dt_dir.name.removeprefix("dt="))
-        lake.put_file(key, parts[0])
+    for dt, path in parts:
+        key = curated_key(model, dt)
+        lake.put_file(key, path)
         keys.append(key)
-    return keys, written[0] if written else 0
+    return keys
 
 
 @task(name="model", cache_policy=NO_CACHE)

@@ -8,22 +8,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import duck, faults, settings
-from tasks.dumps import DumpTail, LineChunk, dump_kind, iter_line_chunks
+from tasks.dumps import DumpTail, LineChunk, dump_kind, iter_line_chunks, read_ahead
 from tasks.lake import Lake
+from tasks.process import (
+    ProcessResult,
+    batch_retrieved_utc,
+    copy_partitioned_sql,
+    process_sql,
+    publish_partitions,
+)
 from tasks.progress import file_progress
 from tasks.raw import RawBodies, compress, raw_key
 
@@ -68,6 +78,11 @@ class StageResult:
     newest: dict[str, tuple[float, str]] = field(default_factory=dict)
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    # What staging wrote to processed/ when it processed as it went (the DuckDB engine).
+    processed: ProcessResult = field(default_factory=lambda: ProcessResult(kind=""))
+
+    def __post_init__(self) -> None:
+        self.processed.kind = self.kind
 
 
 def batch_id_for(path: Path, window: Window, chunk_index: int, source: str = "dump") -> str:
@@ -123,7 +138,7 @@ def _filter_sql(window: Window) -> str:
     conditions = ["reason is null"]
     if window.subreddits:
         names = ", ".join(duck.quote_literal(s.lower()) for s in window.subreddits)
-        conditions.append(f"subreddit in ({names})")
+        conditions.append(f"subreddit_key in ({names})")
     if window.since:
         conditions.append(f"created_utc >= {window.since.timestamp()}")
     if window.until:
@@ -131,19 +146,61 @@ def _filter_sql(window: Window) -> str:
     if window.lower_bounds:
         conditions.append(
             "created_utc >= coalesce((select b.lower_bound from stage_bounds b "
-            "where b.subreddit = classified.subreddit), -1e18)"
+            "where b.subreddit = classified.subreddit_key), -1e18)"
         )
     return " and ".join(conditions)
 
 
+class ChunkLines:
+    """A chunk's lines as an Arrow string column over the chunk's own bytes (no copy): each
+    value is one line with its '\n', so any selection of lines, taken in order, is byte for
+    byte what the dump held."""
+
+    def __init__(self, data: bytes, first_line: int) -> None:
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+        self.offsets = np.concatenate([np.zeros(1, dtype=np.int64), ends.astype(np.int64)])
+        self.raw = pa.Array.from_buffers(
+            pa.large_string(), len(ends), [None, pa.py_buffer(self.offsets), pa.py_buffer(data)]
+        )
+        self.first_line = first_line
+        self.data = data
+        self.table = pa.table(
+            {
+                "line_no": np.arange(first_line, first_line + len(ends), dtype=np.int64),
+                "raw": self.raw,
+            }
+        )
+
+    def text(self, line_no: int) -> str:
+        """One line as text, without its line end (for the quarantine)."""
+        i = line_no - self.first_line
+        return self.data[self.offsets[i] : self.offsets[i + 1] - 1].decode("utf-8")
+
+    def take(self, line_numbers: np.ndarray) -> RawBodies:
+        """The given lines, in the given order, in one contiguous buffer."""
+        taken = pc.take(self.raw, pa.array(line_numbers - self.first_line))
+        return RawBodies(pa.chunked_array([taken]))
+
+
 class ChunkStager:
-    """Stages the chunks of one input through one DuckDB connection."""
+    """Stages the chunks of one input through one DuckDB connection.
+
+    Each chunk's JSON is parsed once, by the kind's process model; with `process` the same
+    parsed rows are also written as processed Parquet (the DuckDB process engine), so a run
+    never reads its raw batches back."""
 
     def __init__(
-        self, lake: Lake, kind: str, source_file: str, window: Window, codec: str, tmp_dir: Path
+        self,
+        lake: Lake,
+        kind: str,
+        source_file: str,
+        window: Window,
+        codec: str,
+        tmp_dir: Path,
+        process: bool = False,
     ) -> None:
         self.lake, self.kind, self.window, self.codec = lake, kind, window, codec
-        self.tmp_dir = tmp_dir
+        self.tmp_dir, self.process = tmp_dir, process
         self.result = StageResult(kind=kind, source_file=source_file)
         self.con = duck.connect(bounded=True)
         self.con.execute("create temp table stage_bounds (subreddit varchar, lower_bound double)")
@@ -151,40 +208,72 @@ class ChunkStager:
             self.con.executemany(
                 "insert into stage_bounds values (lower(?), ?)", list(window.lower_bounds)
             )
-        self.classify_sql = duck.read_sql("process/classify_lines.sql")
+        self.classify_sql = (
+            f"with processed as ({process_sql(kind)}) {duck.read_sql('process/classify_lines.sql')}"
+        )
+        self.unparsed_sql = duck.read_sql("process/unparsed_reason.sql")
         self.filter_sql = _filter_sql(window)
         self.wanted = {s.lower() for s in window.subreddits}
         self.pool = ThreadPoolExecutor(max_workers=2)
 
     def stage(self, chunk: LineChunk, batch_id: str) -> None:
         data, rejected = _sanitize(chunk)
-        chunk_path = self.tmp_dir / f"{batch_id}.ndjson"
-        chunk_path.write_bytes(data)
+        lines = ChunkLines(data, chunk.first_line)
         del data
-        sql = self.classify_sql.replace("$chunk_path", duck.quote_literal(str(chunk_path)))
-        sql = sql.replace("$first_line", str(chunk.first_line))
-        self.con.execute("drop table if exists classified")
-        self.con.execute(f"create temp table classified as {sql}")
-        chunk_path.unlink()
+        retrieved = batch_retrieved_utc(batch_id)
+        self.con.register("chunk_lines", lines.table)
+        self.con.execute(
+            "create or replace temp view raw_lines as select line_no, raw, "
+            f"cast({retrieved or 'null'} as double) as batch_retrieved_utc from chunk_lines"
+        )
+        self.con.execute(f"create or replace temp table classified as {self.classify_sql}")
+        self.con.unregister("chunk_lines")
 
         res = self.result
         res.lines += chunk.line_count
         res.batch_ids.append(batch_id)
-        self._quarantine(batch_id, rejected)
-        self._write_raw(batch_id)
+        self._quarantine(batch_id, lines, rejected)
+        raw_jobs = self._compress_raw(batch_id, lines)
+        del lines
+        if self.process:
+            self._write_processed(batch_id)
+        for key, future in raw_jobs:
+            payload = future.result()
+            self.lake.put_bytes(key, payload)
+            res.raw_keys.append(key)
+            res.raw_bytes += len(payload)
+        self.con.execute("drop table classified")
         faults.crash_point("stage:chunk")
 
-    def _quarantine(self, batch_id: str, rejected: list[tuple[int, str, str]]) -> None:
+    def _quarantine(
+        self, batch_id: str, lines: ChunkLines, rejected: list[tuple[int, str, str]]
+    ) -> None:
         found = self.con.execute(
-            "select line_no, reason, raw from classified where reason is not null"
+            "select line_no, reason from classified where reason is not null"
         ).fetchall()
-        rows = rejected + [row for row in found if row[1] != "blank"]
-        # Lines _sanitize rejected were blanked, so DuckDB saw them as blank too.
-        self.result.blank += sum(1 for row in found if row[1] == "blank") - len(rejected)
+        unparsed = [line for line, reason in found if reason == "unparsed"]
+        if unparsed:
+            self.con.register(
+                "unparsed_lines",
+                pa.table(
+                    {
+                        "line_no": pa.array(unparsed, pa.int64()),
+                        "raw": pa.array([lines.text(line) for line in unparsed], pa.string()),
+                    }
+                ),
+            )
+            found = [row for row in found if row[1] != "unparsed"]
+            found += self.con.execute(self.unparsed_sql).fetchall()
+            self.con.unregister("unparsed_lines")
+        # Lines _sanitize rejected were blanked, so they read as blank lines here too.
+        self.result.blank += sum(1 for _, reason in found if reason == "blank") - len(rejected)
+        rows = rejected + [
+            (line, reason, lines.text(line)) for line, reason in found if reason != "blank"
+        ]
         if not rows:
             return
         rows.sort()
-        lines = [
+        entries = [
             json.dumps(
                 {"file": self.result.source_file, "line": line, "reason": reason, "raw": raw},
                 ensure_ascii=False,
@@ -192,25 +281,26 @@ class ChunkStager:
             for line, reason, raw in rows
         ]
         key = f"{settings.QUARANTINE_PREFIX}/{self.kind}/{batch_id}.ndjson"
-        self.lake.put_bytes(key, ("\n".join(lines) + "\n").encode())
+        self.lake.put_bytes(key, ("\n".join(entries) + "\n").encode())
         self.result.quarantined += len(rows)
         self.result.quarantine_reasons.update(reason for _, reason, _ in rows)
 
-    def _write_raw(self, batch_id: str) -> None:
+    def _compress_raw(self, batch_id: str, lines: ChunkLines) -> list[tuple[str, Future[bytes]]]:
+        """Start compressing the kept lines of each (subreddit, day); the caller collects."""
         res = self.result
         # One pass over the good lines: per (subreddit, day), whether the window keeps them,
         # how many there are and the newest of them.
         stats = self.con.execute(
             f"""
             select
-                subreddit,
+                subreddit_key,
                 dt,
                 ({self.filter_sql}) as kept,
                 count(*) as n,
                 max(struct_pack(c := created_utc, i := id)).i,
                 max(created_utc)
             from classified where reason is null
-            group by all order by subreddit, dt
+            group by all order by subreddit_key, dt
             """
         ).fetchall()
         groups = []
@@ -222,36 +312,39 @@ class ChunkStager:
             else:
                 res.skipped += count
         if not groups:
-            return
-        # Arrow string columns whose values end in '\n', sorted by partition: each
-        # partition's file content is then one contiguous slice of a values buffer (or a few,
-        # joined, where it straddles two Arrow chunks).
-        lines = self.con.sql(
-            f"""
-            select raw || chr(10) as line from classified where {self.filter_sql}
-            order by subreddit, dt, line_no
-            """
-        ).to_arrow_table()
-        bodies = RawBodies(lines.column("line"))
-        del lines
+            return []
+        # The kept lines sorted by partition, in dump order within each: a partition's file
+        # is then one contiguous slice of the taken buffer.
+        order = self.con.execute(
+            f"select line_no from classified where {self.filter_sql} "
+            "order by subreddit_key, dt, line_no"
+        ).fetchnumpy()["line_no"]
+        bodies = lines.take(np.asarray(order, dtype=np.int64))
         jobs = []
         start = 0
         for subreddit, dt, count, newest_id, newest_created in groups:
             end = start + count
-            body = bodies.slice(start, end)
             key = raw_key(self.kind, subreddit, dt, batch_id, self.codec)
-            jobs.append((key, self.pool.submit(compress, body, self.codec)))
+            jobs.append((key, self.pool.submit(compress, bodies.slice(start, end), self.codec)))
             start = end
             res.staged[subreddit] += count
             current = res.newest.get(subreddit)
             if current is None or (newest_created, newest_id) > current:
                 res.newest[subreddit] = (newest_created, newest_id)
-        for key, future in jobs:
-            payload = future.result()
-            self.lake.put_bytes(key, payload)
-            res.raw_keys.append(key)
-            res.raw_bytes += len(payload)
-        self.con.execute("drop table classified")
+        return jobs
+
+    def _write_processed(self, batch_id: str) -> None:
+        """The kept rows, already typed by the process model, as processed Parquet: the same
+        files process_batches would write from this batch's raw files."""
+        out = self.tmp_dir / batch_id
+        query = (
+            "select * exclude (line_no, subreddit_key, reason) "
+            f"from classified where {self.filter_sql}"
+        )
+        written = self.con.execute(copy_partitioned_sql(query, out)).fetchone()
+        publish_partitions(self.lake, self.kind, out, batch_id, self.result.processed)
+        self.result.processed.rows += written[0] if written else 0
+        shutil.rmtree(out, ignore_errors=True)
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -266,25 +359,30 @@ def stage_dump(
     chunk_bytes: int = settings.CHUNK_BYTES,
     on_progress: Callable[[int], None] | None = None,
     source: str = "dump",
+    process: bool = False,
 ) -> StageResult:
-    """Stream one dump into raw batches; bounded memory whatever the dump's size."""
+    """Stream one dump into raw batches (and, with `process`, processed Parquet); bounded
+    memory whatever the dump's size."""
     kind = dump_kind(path)
     tail = DumpTail()
     with tempfile.TemporaryDirectory(prefix="reddit-stage-") as tmp:
-        stager = ChunkStager(lake, kind, path.name, window, codec, Path(tmp))
+        stager = ChunkStager(lake, kind, path.name, window, codec, Path(tmp), process)
         try:
-            chunks = iter_line_chunks(
-                path,
-                chunk_bytes,
-                min(chunk_bytes, settings.READ_BYTES),
-                on_progress=on_progress,
-                tail=tail,
+            reader = read_ahead(
+                iter_line_chunks(
+                    path,
+                    chunk_bytes,
+                    min(chunk_bytes, settings.READ_BYTES),
+                    on_progress=on_progress,
+                    tail=tail,
+                )
             )
-            index = 0
-            while (chunk := next(chunks, None)) is not None:
-                stager.stage(chunk, batch_id_for(path, window, index, source))
-                del chunk  # free this chunk before the next one is read
-                index += 1
+            with closing(reader) as chunks:
+                index = 0
+                while (chunk := next(chunks, None)) is not None:
+                    stager.stage(chunk, batch_id_for(path, window, index, source))
+                    del chunk  # free this chunk before the next one is taken
+                    index += 1
         finally:
             stager.close()
     if tail.error:
@@ -300,11 +398,12 @@ def stage_records(
     lake: Lake,
     window: Window,
     codec: str = "gzip",
+    process: bool = False,
 ) -> StageResult:
     """Stage records that arrive as JSON lines from elsewhere (the Reddit API) the same way."""
     data = b"".join(line.rstrip(b"\n") + b"\n" for line in lines)
     with tempfile.TemporaryDirectory(prefix="reddit-stage-") as tmp:
-        stager = ChunkStager(lake, kind, source_name, window, codec, Path(tmp))
+        stager = ChunkStager(lake, kind, source_name, window, codec, Path(tmp), process)
         try:
             if data:
                 stager.stage(LineChunk(data, 1, data.count(b"\n")), batch_id)
@@ -315,10 +414,16 @@ def stage_records(
 
 @task(name="stage-dump", cache_policy=NO_CACHE)
 def stage_dump_task(
-    path: Path, lake: Lake, window: Window, codec: str, chunk_bytes: int, source: str = "dump"
+    path: Path,
+    lake: Lake,
+    window: Window,
+    codec: str,
+    chunk_bytes: int,
+    source: str = "dump",
+    process: bool = False,
 ) -> StageResult:
     """Local file in, local lake out: nothing transient to retry, so no retries."""
     with file_progress(path) as on_progress:
         return stage_dump(
-            path, lake, window, codec, chunk_bytes, on_progress=on_progress, source=source
+            path, lake, window, codec, chunk_bytes, on_progress, source=source, process=process
         )

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import gzip
 import io
+import threading
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from tasks.dumps import DumpError, DumpTail, check_dump, dump_kind, iter_line_chunks
+from tasks.dumps import (
+    DumpError,
+    DumpTail,
+    check_dump,
+    dump_kind,
+    iter_line_chunks,
+    read_ahead,
+)
 
 LINES = [
     '{"id":"a1","body":"café 🐍 au lait"}',
@@ -230,3 +238,38 @@ def test_progress_reports_compressed_bytes_up_to_the_file_size(tmp_path: Path) -
     read_all(path, chunk_bytes=4096, read_bytes=1024, on_progress=seen.append)
     assert seen == sorted(seen)
     assert seen[-1] == path.stat().st_size
+
+
+def test_read_ahead_yields_every_chunk_in_order(tmp_path: Path) -> None:
+    data = "".join(f'{{"id":"r{i}"}}\n' for i in range(5000)).encode()
+    path = write_zst(tmp_path / "RC_2024-03.zst", data)
+    direct = list(iter_line_chunks(path, chunk_bytes=4096, read_bytes=1024))
+    ahead = list(read_ahead(iter_line_chunks(path, chunk_bytes=4096, read_bytes=1024)))
+    assert len(direct) > 10
+    assert [(c.data, c.first_line, c.line_count) for c in ahead] == [
+        (c.data, c.first_line, c.line_count) for c in direct
+    ]
+
+
+def test_read_ahead_raises_the_readers_error_after_the_chunks_before_it(tmp_path: Path) -> None:
+    data = "".join(f'{{"id":"t{i}"}}\n' for i in range(5000)).encode()
+    path = tmp_path / "RC_2024-03.zst"
+    compressor = zstandard.ZstdCompressor()
+    # A whole frame, then a truncated one: the first frame's chunks come out, then the error.
+    path.write_bytes(compressor.compress(data) + compressor.compress(data)[:-200])
+    seen = []
+    with pytest.raises(DumpError, match="corrupt or truncated"):
+        for chunk in read_ahead(iter_line_chunks(path, chunk_bytes=4096, read_bytes=1024)):
+            seen.append(chunk.first_line)
+    assert seen and seen[0] == 1
+
+
+def test_read_ahead_stops_its_reader_when_the_consumer_stops(tmp_path: Path) -> None:
+    data = "".join(f'{{"id":"s{i}"}}\n' for i in range(50000)).encode()
+    path = write_zst(tmp_path / "RC_2024-03.zst", data)
+    before = threading.active_count()
+    chunks = read_ahead(iter_line_chunks(path, chunk_bytes=4096, read_bytes=1024))
+    first = next(chunks)
+    assert first.first_line == 1
+    chunks.close()  # joins the reader
+    assert threading.active_count() == before

@@ -173,11 +173,11 @@ def duckdb_rows(lines: list[str], batch_id: str) -> tuple[list[str], list[tuple[
     con = duck.connect()
     retrieved = "1709000000" if batch_id.startswith("api-") else "null"
     con.execute(
-        f"create table raw_lines as select unnest(?) as raw, "
+        f"create table raw_lines as select null::bigint as line_no, unnest(?) as raw, "
         f"cast({retrieved} as double) as batch_retrieved_utc",
         [lines],
     )
-    rows = con.execute(process_sql("posts")).fetchall()
+    rows = con.execute(f"select * exclude (line_no) from ({process_sql('posts')})").fetchall()
     return [d[0] for d in con.description], rows
 
 

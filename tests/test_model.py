@@ -23,12 +23,15 @@ def _models(
         lines = [json.dumps(r) for r in records] or ["{}"]
         con.execute(
             "create or replace table raw_lines as "
-            "select unnest(?::varchar[]) as raw, null::double as batch_retrieved_utc",
+            "select null::bigint as line_no, unnest(?::varchar[]) as raw, "
+            "null::double as batch_retrieved_utc",
             [lines],
         )
         where = "" if records else " where false"
         model = process_sql(kind)
-        con.execute(f"create table processed_{kind} as select * exclude (dt) from ({model}){where}")
+        con.execute(
+            f"create table processed_{kind} as select * exclude (dt, line_no) from ({model}){where}"
+        )
     build_models(con)
     return con
 

@@ -1,15 +1,16 @@
 -- Raw comment JSON -> one typed row per line, Reddit's own field names, one type per field.
--- Reads the relation `raw_lines(raw, batch_retrieved_utc)`; the second is the batch's retrieval
--- time for API batches (Reddit's JSON has none), null for dumps. Same drift rules as posts.sql.
+-- Reads the relation `raw_lines(line_no, raw, batch_retrieved_utc)`, as posts.sql does, with
+-- the same drift rules.
 with fields as (
     select
+        line_no,
         batch_retrieved_utc,
-        json_extract_string(raw, [
+        try(json_extract_string(raw, [
             '$.id', '$.name', '$.subreddit', '$.subreddit_id', '$.author', '$.author_fullname',
             '$.body', '$.link_id', '$.parent_id', '$.permalink', '$.score',
             '$.controversiality', '$.distinguished', '$.stickied', '$.is_submitter',
             '$.created_utc', '$.edited', '$.retrieved_utc', '$.retrieved_on'
-        ]) as f
+        ])) as f
     from raw_lines
 )
 
@@ -33,5 +34,6 @@ select
     f[17] as edited,
     coalesce(try_cast(f[18] as double), try_cast(f[19] as double), batch_retrieved_utc)
         as retrieved_utc,
-    strftime(to_timestamp(try_cast(f[16] as double)), '%Y-%m-%d') as dt
+    strftime(to_timestamp(try_cast(f[16] as double)), '%Y-%m-%d') as dt,
+    line_no
 from fields
