@@ -29,9 +29,10 @@ class DumpError(ValueError):
 
 @dataclass(frozen=True)
 class LineChunk:
-    """Whole lines of decompressed NDJSON; `first_line` is the 1-based number of the first."""
+    """Whole lines of decompressed NDJSON; `first_line` is the 1-based number of the first.
+    `data` may be the reader's own buffer (a bytearray): read it, never change it."""
 
-    data: bytes
+    data: bytes | bytearray
     first_line: int
     line_count: int
 
@@ -99,9 +100,10 @@ def iter_line_chunks(
             if len(pending) >= chunk_bytes:
                 cut = pending.rfind(b"\n") + 1
                 if cut:
-                    with memoryview(pending) as view:
-                        data = bytes(view[:cut])  # one copy (a bytearray slice makes two)
-                    del pending[:cut]
+                    # The buffer itself becomes the chunk: only the partial line after the
+                    # cut is copied, so a chunk never exists twice.
+                    data, pending = pending, pending[cut:]
+                    del data[cut:]
                     count = data.count(b"\n")
                     yield LineChunk(data, next_line, count)
                     del data  # the consumer holds the chunk; do not keep a second one alive
@@ -109,9 +111,8 @@ def iter_line_chunks(
     if pending:
         if not pending.endswith(b"\n"):
             pending += b"\n"
-        data = bytes(pending)
+        yield LineChunk(pending, next_line, pending.count(b"\n"))
         del pending
-        yield LineChunk(data, next_line, data.count(b"\n"))
 
 
 def _decompress(raw: BinaryIO, read_bytes: int) -> Iterator[memoryview]:

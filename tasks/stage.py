@@ -108,12 +108,12 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _sanitize(chunk: LineChunk) -> tuple[bytes, list[tuple[int, str, str]]]:
-    """DuckDB's line reader takes a bare CR as a line break, stops at invalid UTF-8 and splits
-    on our delimiter byte; lines with those bytes (never valid NDJSON records, bar a trailing
-    CR) are quarantined here and blanked so line numbers stay exact. Fast path: a memchr scan."""
+def _sanitize(chunk: LineChunk) -> tuple[bytes | bytearray, list[tuple[int, str, str]]]:
+    """Lines become Arrow strings, which must be valid UTF-8, and a CRLF line end is cut to
+    LF; a line with invalid UTF-8 or a bare CR (which no JSON encoder writes) is quarantined
+    here and blanked so line numbers stay exact. Fast path: a memchr scan and a SIMD check."""
     data = chunk.data
-    if b"\r" not in data and b"\x01" not in data and _is_utf8(data):
+    if b"\r" not in data and _is_utf8(data):
         return data, []
     out: list[bytes] = []
     rejected: list[tuple[int, str, str]] = []
@@ -124,7 +124,7 @@ def _sanitize(chunk: LineChunk) -> tuple[bytes, list[tuple[int, str, str]]]:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             reason, text = "invalid UTF-8", line.decode("utf-8", "backslashreplace")
-        if reason is None and ("\r" in text or "\x01" in text):
+        if reason is None and "\r" in text:
             reason = "control character outside a JSON string"
         if reason:
             rejected.append((chunk.first_line + offset, reason, text))
@@ -151,14 +151,24 @@ def _filter_sql(window: Window) -> str:
     return " and ".join(conditions)
 
 
+def _line_offsets(data: bytes | bytearray, step: int = 4 * 1024 * 1024) -> np.ndarray:
+    """0, then the offset just past each '\n'. Scanned a few MiB at a time: a whole-chunk
+    comparison would hold a byte-per-byte mask as large as the chunk."""
+    view = np.frombuffer(data, dtype=np.uint8)
+    parts = [np.zeros(1, dtype=np.int64)]
+    for start in range(0, len(view), step):
+        parts.append(np.flatnonzero(view[start : start + step] == 10).astype(np.int64) + start + 1)
+    return np.concatenate(parts)
+
+
 class ChunkLines:
     """A chunk's lines as an Arrow string column over the chunk's own bytes (no copy): each
     value is one line with its '\n', so any selection of lines, taken in order, is byte for
     byte what the dump held."""
 
-    def __init__(self, data: bytes, first_line: int) -> None:
-        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
-        self.offsets = np.concatenate([np.zeros(1, dtype=np.int64), ends.astype(np.int64)])
+    def __init__(self, data: bytes | bytearray, first_line: int) -> None:
+        self.offsets = _line_offsets(data)
+        ends = self.offsets[1:]
         self.raw = pa.Array.from_buffers(
             pa.large_string(), len(ends), [None, pa.py_buffer(self.offsets), pa.py_buffer(data)]
         )
@@ -176,10 +186,18 @@ class ChunkLines:
         i = line_no - self.first_line
         return self.data[self.offsets[i] : self.offsets[i + 1] - 1].decode("utf-8")
 
-    def take(self, line_numbers: np.ndarray) -> RawBodies:
-        """The given lines, in the given order, in one contiguous buffer."""
-        taken = pc.take(self.raw, pa.array(line_numbers - self.first_line))
-        return RawBodies(pa.chunked_array([taken]))
+    def joined(self, line_numbers: np.ndarray) -> bytes | memoryview:
+        """The given lines (ascending), concatenated: a view of the chunk when they are
+        consecutive (a per-subreddit dump, a day's run of lines), else one gathered copy."""
+        index = line_numbers - self.first_line
+        if index[-1] - index[0] == len(index) - 1:
+            return memoryview(self.data)[self.offsets[index[0]] : self.offsets[index[-1] + 1]]
+        taken = pc.take(self.raw, pa.array(index))
+        return RawBodies(pa.chunked_array([taken])).slice(0, len(taken))
+
+
+def _compress_lines(lines: ChunkLines, line_numbers: np.ndarray, codec: str) -> bytes:
+    return compress(lines.joined(line_numbers), codec)
 
 
 class ChunkStager:
@@ -313,19 +331,22 @@ class ChunkStager:
                 res.skipped += count
         if not groups:
             return []
-        # The kept lines sorted by partition, in dump order within each: a partition's file
-        # is then one contiguous slice of the taken buffer.
+        # The kept lines' numbers sorted by partition, in dump order within each: a
+        # partition's file is one contiguous run of this list.
         order = self.con.execute(
             f"select line_no from classified where {self.filter_sql} "
             "order by subreddit_key, dt, line_no"
         ).fetchnumpy()["line_no"]
-        bodies = lines.take(np.asarray(order, dtype=np.int64))
+        order = np.asarray(order, dtype=np.int64)
         jobs = []
         start = 0
         for subreddit, dt, count, newest_id, newest_created in groups:
             end = start + count
             key = raw_key(self.kind, subreddit, dt, batch_id, self.codec)
-            jobs.append((key, self.pool.submit(compress, bodies.slice(start, end), self.codec)))
+            # Each worker gathers its own partition's lines: only the partitions being
+            # compressed are ever copied, never the whole chunk at once.
+            job = self.pool.submit(_compress_lines, lines, order[start:end], self.codec)
+            jobs.append((key, job))
             start = end
             res.staged[subreddit] += count
             current = res.newest.get(subreddit)
