@@ -21,6 +21,10 @@ READ_BYTES = 4 * 1024 * 1024
 # DuckDB spills to a temporary directory. With the interpreter (~150 MiB), the zstd window, a
 # stage chunk and its Arrow copy, a step peaks at ~700-900 MiB whatever the size of the input.
 DUCKDB_MEMORY_LIMIT = "512MB"
+# Staging's, lower: the process holds the zstd window and two chunks (one read ahead) beside
+# DuckDB, and a chunk's work fits this with room (1M comments: peak RSS ~830 MiB at 256MB,
+# ~900 MiB at 512MB, no slower); more spills to disk rather than failing.
+DUCKDB_STAGE_MEMORY_LIMIT = "256MB"
 # The load's, lower: the warehouse's primary-key index (an ART) lives outside DuckDB's limit
 # and grows with the warehouse (~0.4 GiB at commit for 3M rows), so it gets the headroom.
 DUCKDB_LOAD_MEMORY_LIMIT = "256MB"

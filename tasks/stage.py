@@ -220,7 +220,7 @@ class ChunkStager:
         self.lake, self.kind, self.window, self.codec = lake, kind, window, codec
         self.tmp_dir, self.process = tmp_dir, process
         self.result = StageResult(kind=kind, source_file=source_file)
-        self.con = duck.connect(bounded=True)
+        self.con = duck.connect(memory_limit=settings.DUCKDB_STAGE_MEMORY_LIMIT, bounded=True)
         self.con.execute("create temp table stage_bounds (subreddit varchar, lower_bound double)")
         if window.lower_bounds:
             self.con.executemany(
