@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks import duck, settings
 from tasks.config import PipelineConfig
 from tasks.lake import Lake, readable_path
+from tasks.process import batch_of
 from tasks.reddit_api import (
     ClientOptions,
     RedditAuth,
@@ -73,16 +74,29 @@ def api_batch_id(kind: str, subreddit: str, retrieved_utc: int, part: str = "new
     return f"{API_BATCH_PREFIX}-{retrieved_utc}-{part}-{kind}-{subreddit}"
 
 
-def recent_posts(lake: Lake, subreddits: list[str], max_age: timedelta) -> list[tuple[str, float]]:
+def _from_batches(processed_key: str, batch_ids: frozenset[str]) -> bool:
+    """Whether a processed file came from one of the batches ({batch}.parquet, or
+    {batch}-{part}.parquet when DuckDB split a day)."""
+    name = batch_of(processed_key)
+    return name in batch_ids or name.rsplit("-", 1)[0] in batch_ids
+
+
+def recent_posts(
+    lake: Lake,
+    subreddits: list[str],
+    max_age: timedelta,
+    skip_batches: frozenset[str] = frozenset(),
+) -> list[tuple[str, float]]:
     """(fullname, created_utc) of the processed posts of these subreddits from the last days,
-    read from the lake so it works whatever the warehouse is."""
+    read from the lake so it works whatever the warehouse is. `skip_batches`: this run's
+    own batches, processed while staged, whose posts were read a moment ago."""
     today = datetime.now(UTC).date()
     days = [(today - timedelta(days=n)).isoformat() for n in range(max_age.days + 2)]
     keys = [
         key
         for day in days
         for key in lake.list_keys(f"{settings.PROCESSED_PREFIX}/posts/dt={day}/")
-        if key.endswith(".parquet")
+        if key.endswith(".parquet") and not _from_batches(key, skip_batches)
     ]
     if not keys:
         return []
@@ -132,8 +146,9 @@ def extract_api_source(
             )
         )
     if config.refresh_max_age.total_seconds() > 0:
+        staged_now = frozenset(b for result in results for b in result.batch_ids)
         names = posts_to_refresh(
-            recent_posts(lake, config.subreddits, config.refresh_max_age),
+            recent_posts(lake, config.subreddits, config.refresh_max_age, staged_now),
             config.refresh_max_age.total_seconds(),
         )
         if names:

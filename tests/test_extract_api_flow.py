@@ -66,6 +66,8 @@ def test_api_run_loads_what_the_server_holds_then_only_what_is_new(
     assert _count(warehouse, "select count(*) from posts where subreddit = 'dataengineering'") == 40
     assert _count(warehouse, "select count(*) from comments") == 150
     assert any("r/gone" in m and "banned" in m for m in first.messages)
+    # The posts it has just read are not re-read by the refresh: there was nothing before.
+    assert not [s for s in first.stages if "-refresh-" in s.source_file]
 
     # New items, and a post whose score changed since: the refresh re-reads it.
     reddit.add_posts("python", 5, time.time() - 600, step=10)
@@ -79,6 +81,9 @@ def test_api_run_loads_what_the_server_holds_then_only_what_is_new(
     listing = [s for s in second.stages if s.kind == "posts" and "-refresh-" not in s.source_file]
     staged_new = sum(s.staged["python"] for s in listing)
     assert staged_new < 120, "the second run must not re-read the whole listing"
+    # The refresh re-reads the first run's posts, not the ones this run has just read.
+    [refresh] = [s for s in second.stages if "-refresh-" in s.source_file]
+    assert refresh.lines == 160
 
 
 def test_cli_api_source_with_credentials_in_the_environment(
