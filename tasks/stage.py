@@ -25,7 +25,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import duck, faults, settings
-from tasks.dumps import DumpTail, LineChunk, dump_kind, iter_line_chunks, read_ahead
+from tasks.dumps import (
+    DumpTail,
+    LineChunk,
+    dump_kind,
+    iter_line_chunks,
+    line_offsets,
+    read_ahead,
+)
 from tasks.lake import Lake
 from tasks.process import (
     ProcessResult,
@@ -151,24 +158,14 @@ def _filter_sql(window: Window) -> str:
     return " and ".join(conditions)
 
 
-def _line_offsets(data: bytes | bytearray, step: int = 4 * 1024 * 1024) -> np.ndarray:
-    """0, then the offset just past each '\n'. Scanned a few MiB at a time: a whole-chunk
-    comparison would hold a byte-per-byte mask as large as the chunk."""
-    view = np.frombuffer(data, dtype=np.uint8)
-    parts = [np.zeros(1, dtype=np.int64)]
-    for start in range(0, len(view), step):
-        parts.append(np.flatnonzero(view[start : start + step] == 10).astype(np.int64) + start + 1)
-    return np.concatenate(parts)
-
-
 class ChunkLines:
     """A chunk's lines as an Arrow string column over the chunk's own bytes (no copy): each
     value is one line with its '\n', so any selection of lines, taken in order, is byte for
     byte what the dump held."""
 
-    def __init__(self, data: bytes | bytearray, first_line: int) -> None:
-        self.offsets = _line_offsets(data)
-        ends = self.offsets[1:]
+    def __init__(self, data: bytes | bytearray, first_line: int, offsets: np.ndarray) -> None:
+        self.offsets = offsets
+        ends = offsets[1:]
         self.raw = pa.Array.from_buffers(
             pa.large_string(), len(ends), [None, pa.py_buffer(self.offsets), pa.py_buffer(data)]
         )
@@ -236,7 +233,9 @@ class ChunkStager:
 
     def stage(self, chunk: LineChunk, batch_id: str) -> None:
         data, rejected = _sanitize(chunk)
-        lines = ChunkLines(data, chunk.first_line)
+        # _sanitize returns the chunk's own bytes unless it had to blank or cut lines.
+        offsets = chunk.offsets if data is chunk.data else line_offsets(data)
+        lines = ChunkLines(data, chunk.first_line, offsets)
         del data
         retrieved = batch_retrieved_utc(batch_id)
         self.con.register("chunk_lines", lines.table)
@@ -427,7 +426,7 @@ def stage_records(
         stager = ChunkStager(lake, kind, source_name, window, codec, Path(tmp), process)
         try:
             if data:
-                stager.stage(LineChunk(data, 1, data.count(b"\n")), batch_id)
+                stager.stage(LineChunk.of(data, 1), batch_id)
         finally:
             stager.close()
     return stager.result
