@@ -6,6 +6,7 @@ day's figures are complete however many runs contributed to it.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from tasks.process import empty_processed_sql
 
 STAGING_MODELS = ("stg_posts", "stg_comments")
 MART_MODELS = ("posts", "comments", "subreddit_daily")
-# Which column of each mart gives its day partition.
+# Which column of each mart gives its day partition (Athena partitions by it).
 MART_DAY_COLUMN = {"posts": "created_date", "comments": "created_date", "subreddit_daily": "day"}
 # The order of rows in a curated file: none for posts and comments (a sort would carry every
 # body through it, ~30% of the model's time, and the load does not care), the key for the
@@ -56,18 +57,35 @@ def register_processed(
         with tempfile.TemporaryDirectory(prefix="reddit-model-") as tmp:
             register_processed(con, lake, dts, Path(tmp), materialize=True)
         return
-    relation = "table" if materialize else "view"
-    for kind in settings.KINDS:
-        keys = [
-            key
+    files = processed_files(lake, dts, workdir or Path("."))
+    paths = {kind: [p for day in files[kind].values() for p in day] for kind in files}
+    _define_processed(con, paths, "table" if materialize else "view")
+
+
+def processed_files(lake: Lake, dts: list[str], workdir: Path) -> dict[str, dict[str, list[str]]]:
+    """kind -> day -> readable paths of the processed files (fetched into `workdir` when the
+    lake is remote)."""
+    return {
+        kind: {
+            dt: [
+                str(readable_path(lake, key, workdir))
+                for key in lake.list_keys(f"{settings.PROCESSED_PREFIX}/{kind}/dt={dt}/")
+                if key.endswith(".parquet")
+            ]
             for dt in dts
-            for key in lake.list_keys(f"{settings.PROCESSED_PREFIX}/{kind}/dt={dt}/")
-            if key.endswith(".parquet")
-        ]
-        if keys:
-            paths = [str(readable_path(lake, key, workdir or Path("."))) for key in keys]
+        }
+        for kind in settings.KINDS
+    }
+
+
+def _define_processed(
+    con: duckdb.DuckDBPyConnection, paths: dict[str, list[str]], relation: str = "view"
+) -> None:
+    """processed_posts and processed_comments over the given files (views, or tables)."""
+    for kind in settings.KINDS:
+        if paths.get(kind):
             source = (
-                f"read_parquet({duck.path_list(paths)}, hive_partitioning = true, "
+                f"read_parquet({duck.path_list(paths[kind])}, hive_partitioning = true, "
                 "union_by_name = true)"
             )
         else:
@@ -93,39 +111,82 @@ def build_models(con: duckdb.DuckDBPyConnection, materialize: bool = True) -> di
 
 
 def run_models(lake: Lake, dts: list[str]) -> ModelResult:
-    """Rebuild the marts of the given days and write them to curated/ (one file per day)."""
+    """Rebuild the marts of the given days and write them to curated/ (one file per day).
+
+    Every version of an item has the same created day, so a day's marts depend on that day's
+    processed files alone: days are modeled in passes of up to settings.MODEL_ROWS_PER_PASS
+    processed rows, which bounds memory whatever the run's size (one pass over 3M comments
+    made DuckDB spill the dedupe window to disk and took 3x longer than three passes)."""
     result = ModelResult(dts=sorted(dts))
     if not dts:
         return result
     con = duck.connect(bounded=True)
     try:
         with tempfile.TemporaryDirectory(prefix="reddit-model-") as tmp:
-            register_processed(con, lake, result.dts, Path(tmp) / "in")
-            # Marts as views: each is computed once, streamed into its curated files, and
-            # DuckDB spills what does not fit its memory limit instead of holding every row.
-            build_models(con, materialize=False)
-            out = Path(tmp) / "out"
-            out.mkdir()
-            written = {}
-            for model in MART_MODELS:
-                if model == "subreddit_daily":
-                    # Its inputs are the posts and comments marts just written: read them
-                    # back (a few narrow columns) rather than deduplicate every version again.
-                    for mart in ("posts", "comments"):
-                        if not written[mart][0]:
-                            continue  # no rows: the view is as cheap as it gets
-                        files = duck.path_list([str(p) for _, p in written[mart][0]])
-                        con.execute(
-                            f"create or replace view {mart} as select * exclude (dt) "
-                            f"from read_parquet({files}, hive_partitioning = true)"
-                        )
-                written[model] = _copy_curated(con, model, out)
-            for model, (parts, rows) in written.items():
-                result.curated_keys[model] = _publish_curated(lake, model, parts)
-                result.rows[model] = rows
+            files = processed_files(lake, result.dts, Path(tmp) / "in")
+            for index, days in enumerate(_passes(con, files, result.dts)):
+                out = Path(tmp) / f"pass-{index}"
+                out.mkdir()
+                _define_processed(
+                    con, {kind: [p for dt in days for p in files[kind][dt]] for kind in files}
+                )
+                for model, (parts, rows) in _model_pass(con, out).items():
+                    result.rows[model] = result.rows.get(model, 0) + rows
+                    result.curated_keys.setdefault(model, []).extend(
+                        _publish_curated(lake, model, parts)
+                    )
+                shutil.rmtree(out)
     finally:
         con.close()
     return result
+
+
+def _passes(
+    con: duckdb.DuckDBPyConnection, files: dict[str, dict[str, list[str]]], dts: list[str]
+) -> list[list[str]]:
+    """Consecutive days grouped so that each group holds at most MODEL_ROWS_PER_PASS
+    processed rows (a larger day is a group of its own); the counts come from the Parquet
+    footers, not the data."""
+    paths = [p for kind in files for dt in dts for p in files[kind][dt]]
+    counts = dict(
+        con.execute(
+            f"select file_name, num_rows from parquet_file_metadata({duck.path_list(paths)})"
+        ).fetchall()
+        if paths
+        else []
+    )
+    groups: list[list[str]] = []
+    rows = 0
+    for dt in dts:
+        day_rows = sum(counts.get(p, 0) for kind in files for p in files[kind][dt])
+        if not groups or rows + day_rows > settings.MODEL_ROWS_PER_PASS:
+            groups.append([])
+            rows = 0
+        groups[-1].append(dt)
+        rows += day_rows
+    return groups
+
+
+def _model_pass(
+    con: duckdb.DuckDBPyConnection, out: Path
+) -> dict[str, tuple[list[tuple[str, Path]], int]]:
+    """Each mart of the processed rows now defined, as local files per day, and row counts."""
+    # Marts as views: each is computed once and streamed into its curated files by COPY.
+    build_models(con, materialize=False)
+    written = {}
+    for model in MART_MODELS:
+        if model == "subreddit_daily":
+            # Its inputs are the posts and comments marts just written: read them back
+            # (a few narrow columns) rather than deduplicate every version again.
+            for mart in ("posts", "comments"):
+                if written[mart][0]:
+                    files = duck.path_list([str(p) for _, p in written[mart][0]])
+                    con.execute(
+                        f"create or replace view {mart} as select * exclude (dt) "
+                        f"from read_parquet({files}, hive_partitioning = true)"
+                    )
+        written[model] = _copy_curated(con, model, out)
+    return written
 
 
 def _copy_curated(
@@ -140,10 +201,10 @@ def _copy_curated(
     ).fetchone()
     parts = []
     for dt_dir in sorted((out / model).glob("dt=*")):
-        files = sorted(dt_dir.glob("*.parquet"))
-        if len(files) != 1:
-            raise RuntimeError(f"expected one curated file in {dt_dir}, found {len(files)}")
-        parts.append((dt_dir.name.removeprefix("dt="), files[0]))
+        day_files = sorted(dt_dir.glob("*.parquet"))
+        if len(day_files) != 1:
+            raise RuntimeError(f"expected one curated file in {dt_dir}, found {len(day_files)}")
+        parts.append((dt_dir.name.removeprefix("dt="), day_files[0]))
     return parts, written[0] if written else 0
 
 

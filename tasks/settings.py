@@ -25,6 +25,9 @@ DUCKDB_MEMORY_LIMIT = "512MB"
 # DuckDB, and a chunk's work fits this with room (1M comments: peak RSS ~830 MiB at 256MB,
 # ~900 MiB at 512MB, no slower); more spills to disk rather than failing.
 DUCKDB_STAGE_MEMORY_LIMIT = "256MB"
+# The model step rebuilds days in passes of at most this many processed rows (a day is never
+# split): the dedupe window of a pass stays in memory instead of spilling to disk.
+MODEL_ROWS_PER_PASS = 1_000_000
 # The load's, lower: the warehouse's primary-key index (an ART) lives outside DuckDB's limit
 # and grows with the warehouse (~0.4 GiB at commit for 3M rows), so it gets the headroom.
 DUCKDB_LOAD_MEMORY_LIMIT = "256MB"

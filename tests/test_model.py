@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
-from tasks import duck
-from tasks.model import build_models
+from tasks import duck, model, settings
+from tasks.lake import LocalLake
+from tasks.model import build_models, run_models
 from tasks.process import process_sql
+from tasks.stage import Window, stage_dump
 
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z
 
@@ -183,3 +186,41 @@ def test_subreddit_daily_counts_authors_once_and_ignores_deleted_accounts() -> N
     assert row["mean_post_score"] == pytest.approx(2.5)
     assert row["median_post_score"] == pytest.approx(2.5)
     assert row["mean_comment_score"] == pytest.approx(3)
+
+
+def _curated_rows(lake: LocalLake, keys: dict[str, list[str]]) -> dict[str, list[tuple]]:
+    con = duck.connect()
+    rows = {
+        model: con.execute(
+            f"select * from read_parquet({duck.path_list([str(lake.local_path(k)) for k in ks])}) "
+            "order by all"
+        ).fetchall()
+        for model, ks in keys.items()
+        if ks
+    }
+    con.close()
+    return rows
+
+
+def test_days_modeled_in_several_passes_give_the_same_marts_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = LocalLake(tmp_path / "lake")
+    dts: set[str] = set()
+    for dump in sorted(settings.SAMPLE_DIR.glob("*.zst")):
+        dts |= stage_dump(dump, lake, Window(), process=True).processed.dts
+    one = run_models(lake, sorted(dts))
+    one_rows = _curated_rows(lake, one.curated_keys)
+
+    passes = []
+    define = model._define_processed
+    monkeypatch.setattr(settings, "MODEL_ROWS_PER_PASS", 400)  # the sample: ~520 rows a day
+    monkeypatch.setattr(model, "_define_processed", lambda *a: passes.append(a) or define(*a))
+    several = run_models(lake, sorted(dts))
+
+    assert len(passes) == len(dts) > 1  # every day larger than a pass: one pass per day
+    assert several.rows == one.rows
+    assert {m: sorted(k) for m, k in several.curated_keys.items()} == {
+        m: sorted(k) for m, k in one.curated_keys.items()
+    }
+    assert _curated_rows(lake, several.curated_keys) == one_rows
