@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from tasks.lake import LocalLake
 from tasks.load import load_duckdb
@@ -82,3 +83,27 @@ def test_a_failed_load_leaves_the_warehouse_as_it_was(tmp_path: Path) -> None:
 
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("select id from posts").fetchall() == [("a",)]
+
+
+def test_rows_repeating_a_key_are_refused_and_the_warehouse_is_unchanged(tmp_path: Path) -> None:
+    lake = LocalLake(tmp_path / "lake")
+    warehouse = tmp_path / "w.duckdb"
+    twice = [_post("a", 1, "2024-03-02"), _post("a", 2, "2024-03-03")]
+    # On a table's first load ...
+    first = _curated(lake, "curated/reddit/posts/dt=2024-03-01/part-0.parquet", twice)
+    with pytest.raises(ValueError, match=r"load of posts refused: its rows repeat a key \(id\)"):
+        load_duckdb(warehouse, lake, {"posts": [first]})
+    con = duckdb.connect(str(warehouse), read_only=True)
+    tables = con.execute("select table_name from duckdb_tables()").fetchall()
+    assert ("posts",) not in tables
+    con.close()
+
+    # ... and on a MERGE into a table that has rows.
+    good = _curated(
+        lake, "curated/reddit/posts/dt=2024-03-02/part-0.parquet", [_post("b", 1, "2024-03-03")]
+    )
+    load_duckdb(warehouse, lake, {"posts": [good]})
+    with pytest.raises(ValueError, match=r"\('a',\) x2"):
+        load_duckdb(warehouse, lake, {"posts": [first]})
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("select id, score from posts").fetchall() == [("b", 1)]
