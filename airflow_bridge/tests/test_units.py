@@ -11,12 +11,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowException
 
 from prefect_airflow_bridge import PrefectFlowRunTrigger, PrefectRunDeploymentOperator
-from prefect_airflow_bridge.hook import api_from_connection, deployment_path
+from prefect_airflow_bridge.hook import (
+    PrefectApi,
+    PrefectAPIError,
+    PrefectHook,
+    api_from_connection,
+    deployment_path,
+)
 from prefect_airflow_bridge.operator import as_json_parameters, idempotency_key
 
 DAGS_DIR = Path(__file__).resolve().parents[1] / "dags"
@@ -153,3 +160,51 @@ def test_dag_config_is_the_data_interval_over_variable_and_params() -> None:
         "since": "2024-03-02T00:00:00+00:00",
         "until": "2024-03-03T00:00:00+00:00",
     }
+
+
+def _hook_answering(*answers: object) -> tuple[PrefectHook, list[str]]:
+    """A hook whose HTTP client gets the given answers in turn (a status code, or an
+    exception to raise), at the edge of the network; returns it and the requests seen."""
+    seen: list[str] = []
+    pending = list(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        answer = pending.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer, json={"detail": f"status {answer}", "id": "d1"})
+
+    hook = PrefectHook(retries=3, backoff=0.0)
+    hook._api = PrefectApi(api_url="http://prefect.test/api", headers={})
+    hook.get_conn = lambda: httpx.Client(  # type: ignore[method-assign]
+        base_url=hook.api.api_url, transport=httpx.MockTransport(handler)
+    )
+    return hook, seen
+
+
+def test_a_briefly_unavailable_server_is_retried_until_it_answers() -> None:
+    hook, seen = _hook_answering(503, httpx.ConnectError("refused"), 502, 200)
+    assert hook.get_deployment("reddit-pipeline/local")["id"] == "d1"
+    assert len(seen) == 4
+
+
+def test_retries_are_bounded_and_the_last_answer_is_reported() -> None:
+    hook, seen = _hook_answering(503, 503, 503, 503)
+    with pytest.raises(PrefectAPIError, match=r"find deployment .* failed: HTTP 503: status 503"):
+        hook.get_deployment("reddit-pipeline/local")
+    assert len(seen) == 4
+
+
+def test_a_client_error_is_not_retried() -> None:
+    hook, seen = _hook_answering(404)
+    with pytest.raises(PrefectAPIError, match="HTTP 404"):
+        hook.get_deployment("reddit-pipeline/missing")
+    assert seen == ["GET /api/deployments/name/reddit-pipeline/missing"]
+
+
+def test_an_unreachable_server_fails_with_the_url_after_the_retries() -> None:
+    hook, seen = _hook_answering(*[httpx.ConnectError("refused")] * 4)
+    with pytest.raises(PrefectAPIError, match=r"ConnectError.*http://prefect.test/api reachable"):
+        hook.get_deployment("reddit-pipeline/local")
+    assert len(seen) == 4

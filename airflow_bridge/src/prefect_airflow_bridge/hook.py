@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +17,10 @@ from urllib.parse import quote
 import httpx
 from airflow.sdk import BaseHook, Connection
 from airflow.sdk.exceptions import AirflowException
+
+# Answers that mean "try again shortly": a busy or restarting server (Prefect answers 503
+# when its database is momentarily locked), a proxy in between, or a rate limit.
+TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 
 # Prefect's terminal state types, and the ones that mean the run did not do its work.
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
@@ -110,6 +115,14 @@ def raise_for_prefect(response: httpx.Response, what: str) -> None:
     raise PrefectAPIError(f"Prefect API: {what} failed: HTTP {response.status_code}: {detail}")
 
 
+def _retry_after(response: httpx.Response, default: float) -> float:
+    """The server's Retry-After in seconds when it gives one as a number, else `default`."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return default
+
+
 def deployment_path(deployment: str) -> str:
     """`flow-name/deployment-name` -> the REST path of the lookup by name, each part quoted."""
     flow_name, sep, deployment_name = deployment.partition("/")
@@ -138,10 +151,18 @@ class PrefectHook(BaseHook):
     conn_type = "prefect"
     hook_name = "Prefect"
 
-    def __init__(self, prefect_conn_id: str = default_conn_name, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        prefect_conn_id: str = default_conn_name,
+        timeout: float = 30.0,
+        retries: int = 4,
+        backoff: float = 1.0,
+    ) -> None:
         super().__init__()
         self.prefect_conn_id = prefect_conn_id
         self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
         self._api: PrefectApi | None = None
 
     @classmethod
@@ -169,8 +190,27 @@ class PrefectHook(BaseHook):
         )
 
     def _request(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        """One call, retried (bounded, exponential backoff, Retry-After honoured) when the
+        server is briefly unavailable or unreachable. Retrying is safe: reads are reads, a
+        flow run is created under an idempotency key, and cancelling twice is cancelling."""
         with self.get_conn() as client:
-            response = client.request(method, path, **kwargs)
+            for attempt in range(self.retries + 1):
+                last = attempt == self.retries
+                try:
+                    response = client.request(method, path, **kwargs)
+                except httpx.TransportError as exc:
+                    if last:
+                        raise PrefectAPIError(
+                            f"Prefect API: {what} failed: {type(exc).__name__}: {exc} "
+                            f"(after {attempt + 1} attempts; is {self.api.api_url} reachable?)"
+                        ) from exc
+                    wait = self.backoff * 2**attempt
+                else:
+                    if response.status_code not in TRANSIENT_STATUS or last:
+                        break
+                    wait = _retry_after(response, self.backoff * 2**attempt)
+                self.log.warning("Prefect API: %s: retrying in %.1f s", what, wait)
+                time.sleep(min(wait, 60.0))
         raise_for_prefect(response, what)
         return response.json() if response.content else None
 
