@@ -73,21 +73,25 @@ class PostgresWarehouse(Block):
             schema=schema,
         )
 
+    def connection_params(self) -> dict[str, Any]:
+        """libpq's connection parameters. Holds the secret: never log it."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.database,
+            "user": self.user,
+            "password": self.password.get_secret_value() if self.password else None,
+            "sslmode": self.sslmode,
+            "connect_timeout": self.connect_timeout,
+        }
+
     def connect(self) -> psycopg.Connection[Any]:
         """A psycopg 3 connection (not autocommit) with search_path on the block's schema,
         which is created on first use."""
         import psycopg  # the cloud path's dependency, imported when used
 
         try:
-            connection = psycopg.connect(
-                host=self.host,
-                port=self.port,
-                dbname=self.database,
-                user=self.user,
-                password=self.password.get_secret_value() if self.password else None,
-                sslmode=self.sslmode,
-                connect_timeout=self.connect_timeout,
-            )
+            connection = psycopg.connect(**self.connection_params())
         except psycopg.OperationalError as exc:
             # libpq's message names host and user, never the password; say which block failed.
             raise ConnectionError(f"cannot connect to {self.describe()}: {exc}") from None

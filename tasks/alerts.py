@@ -165,18 +165,28 @@ def alert_automations(block_document_id: UUID, flow_name: str = FLOW_NAME) -> li
 
 
 def ensure_alerts(target: AlertConfig | UUID | str) -> dict[str, UUID]:
-    """Create the automations, or update the ones of the same name (extra copies left by an
-    older, non-idempotent bootstrap are deleted). `target` is a config, or the id of a
-    notification block already saved. Returns automation name -> id."""
+    """Create the automations, or update the ones of the same name. `target` is a config, or
+    the id of a notification block already saved. Returns automation name -> id."""
+    block_id, flow_name = notification_target(target)
+    return upsert_automations(alert_automations(block_id, flow_name))
+
+
+def notification_target(target: AlertConfig | UUID | str) -> tuple[UUID, str]:
+    """The notification block's id (saving the config's block first) and the flow watched."""
+    if isinstance(target, AlertConfig):
+        return save_notification_block(target), target.flow_name
+    return UUID(str(target)), FLOW_NAME
+
+
+def upsert_automations(automations: list[Any]) -> dict[str, UUID]:
+    """Create each automation, or update the one of the same name in place (extra copies left
+    by an older, non-idempotent bootstrap are deleted), so a second bootstrap leaves one of
+    each. Returns automation name -> id."""
     from prefect.client.orchestration import get_client
 
-    if isinstance(target, AlertConfig):
-        block_id, flow_name = save_notification_block(target), target.flow_name
-    else:
-        block_id, flow_name = UUID(str(target)), FLOW_NAME
     ids: dict[str, UUID] = {}
     with get_client(sync_client=True) as client:
-        for automation in alert_automations(block_id, flow_name):
+        for automation in automations:
             existing = client.read_automations_by_name(automation.name)
             if existing:
                 automation.id = existing[0].id

@@ -123,13 +123,4 @@ def warehouse_dsn(block: Any) -> str:
     `options`, since pooled connections outlive a `set search_path`."""
     from psycopg.conninfo import make_conninfo
 
-    return make_conninfo(
-        host=block.host,
-        port=block.port,
-        dbname=block.database,
-        user=block.user,
-        password=block.password.get_secret_value() if block.password else None,
-        sslmode=block.sslmode,
-        connect_timeout=block.connect_timeout,
-        options=f"-c search_path={block.db_schema}",
-    )
+    return make_conninfo(**block.connection_params(), options=f"-c search_path={block.db_schema}")

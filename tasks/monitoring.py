@@ -25,7 +25,13 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from tasks.alerts import FLOW_NAME, AlertConfig, event_notification, save_notification_block
+from tasks.alerts import (
+    FLOW_NAME,
+    AlertConfig,
+    event_notification,
+    notification_target,
+    upsert_automations,
+)
 from tasks.state import StateStore
 
 SLA_AUTOMATION = "reddit-pipeline: scheduled run late (SLA)"
@@ -110,32 +116,12 @@ def ensure_monitoring(
     sla_seconds: float = DEFAULT_SLA_SECONDS,
     deployment: str = DEFAULT_DEPLOYMENT,
 ) -> dict[str, UUID]:
-    """Create the SLA and slowdown automations or update them in place by name, the way
+    """Create the SLA and slowdown automations or update them in place by name, as
     tasks.alerts.ensure_alerts does, so a second bootstrap leaves one of each."""
-    from prefect.client.orchestration import get_client
-
-    if isinstance(target, AlertConfig):
-        block_id, flow_name = save_notification_block(target), target.flow_name
-    else:
-        block_id, flow_name = UUID(str(target)), FLOW_NAME
-    wanted = [
-        sla_automation(block_id, sla_seconds, deployment, flow_name),
-        slow_automation(block_id),
-    ]
-    ids: dict[str, UUID] = {}
-    with get_client(sync_client=True) as client:
-        for automation in wanted:
-            existing = client.read_automations_by_name(automation.name)
-            if existing:
-                automation.id = existing[0].id
-                automation.update()
-                for extra in existing[1:]:
-                    client.delete_automation(extra.id)
-            else:
-                automation.create()
-            assert automation.id is not None
-            ids[automation.name] = automation.id
-    return ids
+    block_id, flow_name = notification_target(target)
+    return upsert_automations(
+        [sla_automation(block_id, sla_seconds, deployment, flow_name), slow_automation(block_id)]
+    )
 
 
 # -- slowdown ---------------------------------------------------------------------------------

@@ -86,10 +86,10 @@ class StageResult:
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     # What staging wrote to processed/ when it processed as it went (the DuckDB engine).
-    processed: ProcessResult = field(default_factory=lambda: ProcessResult(kind=""))
+    processed: ProcessResult = field(init=False)
 
     def __post_init__(self) -> None:
-        self.processed.kind = self.kind
+        self.processed = ProcessResult(kind=self.kind)
 
 
 def batch_id_for(path: Path, window: Window, chunk_index: int, source: str = "dump") -> str:
@@ -198,7 +198,8 @@ def _compress_lines(lines: ChunkLines, line_numbers: np.ndarray, codec: str) -> 
 
 
 class ChunkStager:
-    """Stages the chunks of one input through one DuckDB connection.
+    """Stages the chunks of one input through one DuckDB connection; use it in a `with`,
+    which closes the connection, the compress workers and the scratch folder.
 
     Each chunk's JSON is parsed once, by the kind's process model; with `process` the same
     parsed rows are also written as processed Parquet (the DuckDB process engine), so a run
@@ -211,11 +212,12 @@ class ChunkStager:
         source_file: str,
         window: Window,
         codec: str,
-        tmp_dir: Path,
         process: bool = False,
     ) -> None:
         self.lake, self.kind, self.window, self.codec = lake, kind, window, codec
-        self.tmp_dir, self.process = tmp_dir, process
+        self.process = process
+        self.scratch = tempfile.TemporaryDirectory(prefix="reddit-stage-")
+        self.tmp_dir = Path(self.scratch.name)
         self.result = StageResult(kind=kind, source_file=source_file)
         self.con = duck.connect(memory_limit=settings.DUCKDB_STAGE_MEMORY_LIMIT, bounded=True)
         self.con.execute("create temp table stage_bounds (subreddit varchar, lower_bound double)")
@@ -366,9 +368,13 @@ class ChunkStager:
         self.result.processed.rows += written[0] if written else 0
         shutil.rmtree(out, ignore_errors=True)
 
-    def close(self) -> None:
+    def __enter__(self) -> ChunkStager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.pool.shutdown()
         self.con.close()
+        self.scratch.cleanup()
 
 
 def stage_dump(
@@ -385,26 +391,22 @@ def stage_dump(
     memory whatever the dump's size."""
     kind = dump_kind(path)
     tail = DumpTail()
-    with tempfile.TemporaryDirectory(prefix="reddit-stage-") as tmp:
-        stager = ChunkStager(lake, kind, path.name, window, codec, Path(tmp), process)
-        try:
-            reader = read_ahead(
-                iter_line_chunks(
-                    path,
-                    chunk_bytes,
-                    min(chunk_bytes, settings.READ_BYTES),
-                    on_progress=on_progress,
-                    tail=tail,
-                )
+    with ChunkStager(lake, kind, path.name, window, codec, process) as stager:
+        reader = read_ahead(
+            iter_line_chunks(
+                path,
+                chunk_bytes,
+                min(chunk_bytes, settings.READ_BYTES),
+                on_progress=on_progress,
+                tail=tail,
             )
-            with closing(reader) as chunks:
-                index = 0
-                while (chunk := next(chunks, None)) is not None:
-                    stager.stage(chunk, batch_id_for(path, window, index, source))
-                    del chunk  # free this chunk before the next one is taken
-                    index += 1
-        finally:
-            stager.close()
+        )
+        with closing(reader) as chunks:
+            index = 0
+            while (chunk := next(chunks, None)) is not None:
+                stager.stage(chunk, batch_id_for(path, window, index, source))
+                del chunk  # free this chunk before the next one is taken
+                index += 1
     if tail.error:
         stager.result.errors.append(f"{path.name}: {tail.error}")
     return stager.result
@@ -422,13 +424,9 @@ def stage_records(
 ) -> StageResult:
     """Stage records that arrive as JSON lines from elsewhere (the Reddit API) the same way."""
     data = b"".join(line.rstrip(b"\n") + b"\n" for line in lines)
-    with tempfile.TemporaryDirectory(prefix="reddit-stage-") as tmp:
-        stager = ChunkStager(lake, kind, source_name, window, codec, Path(tmp), process)
-        try:
-            if data:
-                stager.stage(LineChunk.of(data, 1), batch_id)
-        finally:
-            stager.close()
+    with ChunkStager(lake, kind, source_name, window, codec, process) as stager:
+        if data:
+            stager.stage(LineChunk.of(data, 1), batch_id)
     return stager.result
 
 
