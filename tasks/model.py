@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import duck, settings
 from tasks.lake import Lake, readable_path
-from tasks.process import empty_processed_sql
+from tasks.process import copy_partitioned_sql, empty_processed_sql
 
 STAGING_MODELS = ("stg_posts", "stg_comments")
 MART_MODELS = ("posts", "comments", "subreddit_daily")
@@ -194,11 +194,8 @@ def _copy_curated(
 ) -> tuple[list[tuple[str, Path]], int]:
     """The mart's local files, one per day, and how many rows they hold."""
     day = MART_DAY_COLUMN[model]
-    written = con.execute(
-        f"copy (select *, strftime({day}, '%Y-%m-%d') as dt from {model} {MART_ORDER[model]}) "
-        f"to '{out / model}' (format parquet, partition_by (dt), filename_pattern 'part_{{i}}', "
-        f"compression {settings.PARQUET_CODEC})"
-    ).fetchone()
+    query = f"select *, strftime({day}, '%Y-%m-%d') as dt from {model} {MART_ORDER[model]}"
+    written = con.execute(copy_partitioned_sql(query, out / model)).fetchone()
     parts = []
     for dt_dir in sorted((out / model).glob("dt=*")):
         day_files = sorted(dt_dir.glob("*.parquet"))

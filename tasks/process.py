@@ -87,7 +87,8 @@ def publish_partitions(
 
 
 def copy_partitioned_sql(query: str, out: Path) -> str:
-    """COPY a processed query to Parquet under `out`, one folder per day."""
+    """COPY a query with a `dt` column to Parquet under `out`, one folder per day (the
+    column itself is not written: readers take it from the folder name)."""
     return (
         f"copy ({query}) to {duck.quote_literal(str(out))} (format parquet, partition_by (dt), "
         f"filename_pattern 'part_{{i}}', compression {settings.PARQUET_CODEC})"
