@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -24,6 +25,7 @@ from tasks.process import batch_of
 from tasks.reddit_api import (
     ClientOptions,
     RedditAuth,
+    RedditAuthError,
     credentials_from_env,
     posts_to_refresh,
     refresh_posts,
@@ -167,7 +169,21 @@ def extract_api_source(
     return results, problems
 
 
-@task(name="extract-api", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
+def _retry_unless_only_the_user_can_fix_it(_task: Any, _run: Any, state: Any) -> bool:
+    """Retry what time may fix (the client's own retries ran out on 5xx, timeouts, 429s), not
+    refused credentials or a bad name or option: a retry would only repeat the same refusal
+    30 s later, and with credentials a second token request."""
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, RedditAuthError | ValueError | TypeError)
+
+
+@task(
+    name="extract-api",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=30,
+    retry_condition_fn=_retry_unless_only_the_user_can_fix_it,
+)
 def extract_api_task(
     config: PipelineConfig,
     auth: RedditAuth,

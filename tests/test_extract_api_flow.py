@@ -105,6 +105,7 @@ def test_bad_credentials_fail_fast_naming_the_variable_without_the_secret(
 ) -> None:
     reddit.add_posts("python", 3, time.time() - 3600)
     env = {**reddit_env, "REDDIT_CLIENT_SECRET": "wrong-secret-value"}
+    started = time.monotonic()
     result = run_cli(
         ["--source", "api", "--subreddit", "python", "--reddit-url", reddit.url, *path_args(paths)],
         prefect_api,
@@ -113,3 +114,7 @@ def test_bad_credentials_fail_fast_naming_the_variable_without_the_secret(
     assert result.returncode == 1
     assert "REDDIT_CLIENT_SECRET" in result.stderr
     assert "wrong-secret-value" not in result.stderr + result.stdout
+    # The task is not retried: one token request, and no 30 s retry delay.
+    assert reddit.stats.token_requests == 1
+    assert reddit.stats.api_requests == 0
+    assert time.monotonic() - started < 30

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fake_reddit import FakeReddit, auth_for, fast_options
 
-from tasks.reddit_api import SharedRateLimiter, extract_api
+from tasks.reddit_api import (
+    RedditClient,
+    SharedRateLimiter,
+    SubredditExtract,
+    extract_api,
+    limiter_for,
+    refresh_posts,
+)
 
 START = 1_700_000_000.0
 
@@ -85,3 +93,52 @@ def test_retry_after_of_a_429_holds_every_coroutine() -> None:
         )
         assert limiter.stats.rate_limited == 1
         assert server.stats.rate_limited == 1  # only the injected one
+
+
+def test_clients_of_one_client_id_share_one_limiter_and_morechildren_lock() -> None:
+    with FakeReddit(limit=30, window=2.0) as server:
+
+        async def open_clients() -> None:
+            async with (
+                RedditClient(auth_for(server), server.url) as first,
+                RedditClient(auth_for(server), server.url) as second,
+                RedditClient(auth_for(server, client_id="other-app"), server.url) as other,
+            ):
+                assert first.limiter is second.limiter
+                assert first.morechildren_lock is second.morechildren_lock
+                assert other.limiter is not first.limiter
+                assert other.morechildren_lock is not first.morechildren_lock
+
+        asyncio.run(open_clients())
+        assert limiter_for(server.client_id, server.url) is limiter_for(
+            server.client_id, server.url + "/"
+        )
+
+
+def test_extraction_and_refresh_at_once_share_the_window_without_429() -> None:
+    """Two event loops (two threads), each with its own client of the same id: one limiter
+    paces them both, so together they stay inside the server's window."""
+    with FakeReddit(limit=20, window=2.0) as server:
+        subs = [f"sub{i}" for i in range(4)]
+        posts = [p for sub in subs for p in server.add_posts(sub, 500, START)]
+        auth = auth_for(server)
+
+        def extract() -> list[SubredditExtract]:
+            return asyncio.run(
+                extract_api(auth, subs, ["posts"], {}, base_url=server.url, options=fast_options())
+            )
+
+        def refresh() -> list[bytes]:
+            names = [p["name"] for p in posts]
+            return asyncio.run(
+                refresh_posts(auth, names, base_url=server.url, options=fast_options())
+            )
+
+        with ThreadPoolExecutor(2) as pool:
+            extracted, refreshed = pool.submit(extract), pool.submit(refresh)
+            results, lines = extracted.result(), refreshed.result()
+
+        assert sum(len(r.lines) for r in results) == len(lines) == 2000
+        assert server.stats.api_requests == 20 + 20  # 5 pages x 4 subreddits, 20 info batches
+        assert server.stats.rate_limited == 0
+        assert limiter_for(server.client_id, server.url).stats.requests == 40

@@ -4,6 +4,8 @@ from tasks.reddit_api.client import ClientOptions, RedditClient
 from tasks.reddit_api.comment_trees import fetch_comment_trees
 from tasks.reddit_api.credentials import RedditAuth, check_user_agent, credentials_from_env
 from tasks.reddit_api.errors import (
+    GlobalLimitError,
+    GlobalLimitMissingError,
     RateLimitedError,
     RedditAPIError,
     RedditAuthError,
@@ -12,11 +14,13 @@ from tasks.reddit_api.errors import (
     RetriableRedditError,
 )
 from tasks.reddit_api.listings import SubredditExtract, extract_api, run_extract
-from tasks.reddit_api.ratelimit import SharedRateLimiter
+from tasks.reddit_api.ratelimit import SharedRateLimiter, limiter_for
 from tasks.reddit_api.refresh import posts_to_refresh, refresh_posts
 
 __all__ = [
     "ClientOptions",
+    "GlobalLimitError",
+    "GlobalLimitMissingError",
     "RateLimitedError",
     "RedditAPIError",
     "RedditAuth",
@@ -31,6 +35,7 @@ __all__ = [
     "credentials_from_env",
     "extract_api",
     "fetch_comment_trees",
+    "limiter_for",
     "posts_to_refresh",
     "refresh_posts",
     "run_extract",

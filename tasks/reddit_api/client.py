@@ -29,7 +29,7 @@ from tasks.reddit_api.errors import (
     RedditUnavailableError,
     RetriableRedditError,
 )
-from tasks.reddit_api.ratelimit import SharedRateLimiter
+from tasks.reddit_api.ratelimit import SharedRateLimiter, limiter_for, take_global_slot
 from tasks.reddit_api.requestor import ObservingRequestor
 
 Check = Callable[[Any], None]
@@ -48,10 +48,13 @@ class ClientOptions:
     # Name of a Prefect global concurrency limit (with slot decay) shared by every worker
     # that uses the same client id; None keeps the limiting inside this process.
     global_limit: str | None = None
+    # How long one request may wait for a slot of that limit before the run fails.
+    global_limit_wait_seconds: float = settings.GLOBAL_LIMIT_WAIT_SECONDS
 
 
 class RedditClient:
-    """One OAuth client: every coroutine using it shares its limiter and its morechildren lock."""
+    """One OAuth client: every coroutine using it, and every other RedditClient of the same
+    client id in this process, shares its limiter and its morechildren lock."""
 
     def __init__(
         self,
@@ -62,10 +65,13 @@ class RedditClient:
     ) -> None:
         self.auth = auth
         self.options = options or ClientOptions()
-        self.limiter = limiter or SharedRateLimiter(global_limit=self.options.global_limit)
-        # Reddit allows one /api/morechildren request at a time per client.
-        self.morechildren_lock = asyncio.Lock()
+        self.limiter = limiter or limiter_for(auth.client_id, base_url)
         self._reddit = _make_reddit(auth, base_url, self.limiter)
+
+    @property
+    def morechildren_lock(self) -> asyncio.Lock:
+        """Reddit allows one /api/morechildren request at a time per OAuth client."""
+        return self.limiter.morechildren_lock()
 
     async def __aenter__(self) -> RedditClient:
         return self
@@ -95,7 +101,7 @@ class RedditClient:
                 return data
             except RateLimitedError as exc:
                 last = exc
-                self.limiter.stats.rate_limited += 1
+                self.limiter.count_rate_limited()
                 self.limiter.hold(min(exc.retry_after, self.options.max_rate_limit_wait_seconds))
             except (RetriableRedditError, ValueError) as exc:
                 last = exc
@@ -105,6 +111,10 @@ class RedditClient:
         ) from None
 
     async def _get_once(self, path: str, params: dict[str, str | int]) -> Any:
+        if self.options.global_limit:
+            await take_global_slot(
+                self.options.global_limit, self.options.global_limit_wait_seconds
+            )
         try:
             async with self.limiter.slot():
                 return await asyncio.wait_for(

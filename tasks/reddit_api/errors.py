@@ -39,3 +39,12 @@ class RedditUnavailableError(RedditAPIError):
         super().__init__(f"{reason} ({status})")
         self.status = status
         self.reason = reason
+
+
+class GlobalLimitError(RedditAPIError):
+    """No slot of the shared Prefect concurrency limit within the wait: other workers hold it."""
+
+
+class GlobalLimitMissingError(GlobalLimitError, ValueError):
+    """The named Prefect concurrency limit does not exist (or has no slot decay): a config
+    error, so a ValueError that the task's retry policy does not repeat."""

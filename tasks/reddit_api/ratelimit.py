@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+
+from tasks.reddit_api import settings
+from tasks.reddit_api.errors import GlobalLimitError, GlobalLimitMissingError
 
 # X-Ratelimit-Reset is whole seconds, so one reading places the window's end within a second;
 # an estimate more than this beyond the current one means the server started a new window.
 RESET_RESOLUTION_SECONDS = 1.0
+# While another event loop's probe is out, this loop cannot be woken by its answer: it looks
+# again this often.
+PROBE_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -30,6 +38,16 @@ class LimiterStats:
     waited_seconds: float = 0.0
 
 
+@dataclass
+class _LoopPrimitives:
+    """asyncio locks and events belong to one event loop; each loop using the limiter gets its
+    own, while the window state they guard is shared (a run calls asyncio.run more than once)."""
+
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    learned: asyncio.Event = field(default_factory=asyncio.Event)
+    morechildren: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class SharedRateLimiter:
     """Paces requests from the X-Ratelimit-* headers; never assumes the window's length.
 
@@ -39,19 +57,15 @@ class SharedRateLimiter:
     (it rounds up), which would cost far more than one request on short windows.
     """
 
-    def __init__(
-        self,
-        *,
-        reserve: int = 1,
-        global_limit: str | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, *, reserve: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
         self.reserve = reserve
-        self.global_limit = global_limit
         self.stats = LimiterStats()
         self._clock = clock
-        self._lock = asyncio.Lock()
-        self._learned = asyncio.Event()
+        # Guards the window state below; held only for arithmetic, never across an await.
+        self._state = threading.Lock()
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPrimitives] = (
+            weakref.WeakKeyDictionary()
+        )
         self._probing = False
         self._remaining: int | None = None
         self._window_end: float | None = None
@@ -62,15 +76,26 @@ class SharedRateLimiter:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait for this client's next turn; the request is made inside the block."""
-        if self.global_limit:
-            await _take_global_slot(self.global_limit)
         probe = await self._acquire()
         try:
             yield
         finally:
             if probe:
-                self._probing = False
-                self._learned.set()
+                with self._state:
+                    self._probing = False
+                self._here().learned.set()
+
+    def morechildren_lock(self) -> asyncio.Lock:
+        """Reddit allows one /api/morechildren request at a time per OAuth client."""
+        return self._here().morechildren
+
+    def _here(self) -> _LoopPrimitives:
+        loop = asyncio.get_running_loop()
+        with self._state:
+            primitives = self._loops.get(loop)
+            if primitives is None:
+                primitives = self._loops[loop] = _LoopPrimitives()
+            return primitives
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Fold one response's rate-limit headers into the shared state."""
@@ -79,7 +104,12 @@ class SharedRateLimiter:
             reset = float(headers["x-ratelimit-reset"])
         except (KeyError, ValueError):
             return  # the token endpoint and some errors carry no rate-limit headers
-        end = self._clock() + reset
+        with self._state:
+            self._fold(self._clock() + reset, remaining)
+        with suppress(RuntimeError):  # no running loop: nobody here can be waiting
+            self._here().learned.set()
+
+    def _fold(self, end: float, remaining: int) -> None:
         if self._window_end is None:
             if end <= self._previous_end + RESET_RESOLUTION_SECONDS:
                 return  # a late answer from the window that just ended
@@ -93,11 +123,15 @@ class SharedRateLimiter:
             self._remaining = min(
                 self._remaining if self._remaining is not None else remaining, remaining
             )
-        self._learned.set()
 
     def hold(self, seconds: float) -> None:
         """Stop every coroutine for a while, e.g. for a 429's Retry-After."""
-        self._hold_until = max(self._hold_until, self._clock() + seconds)
+        with self._state:
+            self._hold_until = max(self._hold_until, self._clock() + seconds)
+
+    def count_rate_limited(self) -> None:
+        with self._state:
+            self.stats.rate_limited += 1
 
     def _start_window(self, end: float, remaining: int) -> None:
         self._window_end = end
@@ -105,27 +139,34 @@ class SharedRateLimiter:
 
     async def _acquire(self) -> bool:
         """Return once this request may go; True when it is the probe of an unknown window."""
-        async with self._lock:
+        here = self._here()
+        async with here.turn:
             started = self._clock()
             while True:
-                wait = self._wait_seconds(self._clock())
+                with self._state:
+                    now = self._clock()
+                    wait = self._wait_seconds(now)
+                    if wait is not None and wait <= 0:
+                        return self._claim(now, started)
+                    if wait is None:
+                        here.learned.clear()
                 if wait is None:
-                    self._learned.clear()
-                    await self._learned.wait()
-                elif wait > 0:
-                    await asyncio.sleep(wait)
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(here.learned.wait(), PROBE_POLL_SECONDS)
                 else:
-                    break
-            now = self._clock()
-            self.stats.waited_seconds += now - started
-            self.stats.requests += 1
-            self._last_sent = now
-            probe = self._remaining is None
-            if probe:
-                self._probing = True
-            else:
-                self._remaining -= 1
-            return probe
+                    await asyncio.sleep(wait)
+
+    def _claim(self, now: float, started: float) -> bool:
+        """Take the slot (the caller holds the state lock)."""
+        self.stats.waited_seconds += now - started
+        self.stats.requests += 1
+        self._last_sent = now
+        probe = self._remaining is None
+        if probe:
+            self._probing = True
+        else:
+            self._remaining -= 1
+        return probe
 
     def _wait_seconds(self, now: float) -> float | None:
         """Seconds until the next request may go; None while a probe's answer is awaited."""
@@ -146,8 +187,42 @@ class SharedRateLimiter:
         return self._last_sent + spacing - now
 
 
-async def _take_global_slot(name: str) -> None:
-    """Share one client id between workers through a Prefect global concurrency limit."""
-    from prefect.concurrency.asyncio import rate_limit
+async def take_global_slot(name: str, timeout_seconds: float) -> None:
+    """Share one client id between workers through a Prefect global concurrency limit.
 
-    await rate_limit(name, occupy=1)
+    strict: a misspelled or missing limit is an error, not a silent "no limit"; bounded: a
+    worker starved by the others fails with a message instead of waiting forever.
+    """
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, rate_limit
+
+    try:
+        await rate_limit(name, occupy=1, timeout_seconds=timeout_seconds, strict=True)
+    except ConcurrencySlotAcquisitionError:
+        raise GlobalLimitMissingError(
+            f"no usable Prefect global concurrency limit named {name!r}: create it with a slot "
+            "decay (python flows/bootstrap.py makes 'reddit-api') or fix --reddit-rate-limit"
+        ) from None
+    except TimeoutError:
+        raise GlobalLimitError(
+            f"waited {timeout_seconds:g} s for a slot of the Prefect concurrency limit {name!r}; "
+            "other workers hold it: raise the limit's slots or --reddit-rate-limit-wait"
+        ) from None
+
+
+_REGISTRY: dict[tuple[str, str], SharedRateLimiter] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def limiter_for(client_id: str, endpoint: str | None = None) -> SharedRateLimiter:
+    """The one limiter of an OAuth client in this process: the extraction, the refresh and the
+    comment trees each open a client, and Reddit counts all of them in the same window.
+
+    Keyed by endpoint too: the same client id at another host (a proxy, a test server) has a
+    window of its own.
+    """
+    key = ((endpoint or settings.OAUTH_URL).rstrip("/"), client_id)
+    with _REGISTRY_LOCK:
+        limiter = _REGISTRY.get(key)
+        if limiter is None:
+            limiter = _REGISTRY[key] = SharedRateLimiter()
+        return limiter

@@ -24,6 +24,9 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 # A Retry-After or reset beyond this is not worth waiting for inside one run.
 MAX_RATE_LIMIT_WAIT_SECONDS = 900.0
+# Longest wait for one slot of a shared Prefect global concurrency limit: many times the
+# spacing a busy limit gives (e.g. 1.6 slots per second) yet short of a hung run.
+GLOBAL_LIMIT_WAIT_SECONDS = 300.0
 
 # Raw lines are compact UTF-8 JSON, the shape DuckDB and the dumps use.
 JSON_SEPARATORS = (",", ":")
