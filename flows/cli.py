@@ -4,7 +4,7 @@ errors instead of tracebacks for anything the user typed wrong."""
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -22,6 +22,16 @@ def _timestamp(text: str) -> datetime:
             f"{text!r} is not a date or time; use ISO 8601, e.g. 2024-03-01 or "
             "2024-03-01T12:00:00+00:00"
         ) from None
+
+
+def _seconds(text: str) -> timedelta:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return timedelta(seconds=seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--reddit-url", metavar="URL", help="another Reddit endpoint (a proxy or a test server)"
+    )
+    parser.add_argument(
+        "--reddit-rate-limit",
+        metavar="NAME",
+        help="take a slot of this Prefect global concurrency limit before each Reddit request "
+        "(workers sharing one client id; the bootstrap makes 'reddit-api')",
+    )
+    parser.add_argument(
+        "--reddit-rate-limit-wait",
+        type=_seconds,
+        metavar="SECONDS",
+        help="longest wait for a slot of --reddit-rate-limit before the run fails (default 300)",
+    )
+    parser.add_argument(
+        "--comment-tree",
+        action="append",
+        default=[],
+        metavar="POST_ID",
+        help="also read this post's whole comment tree (id or t3_ fullname; repeat for several)",
     )
     parser.add_argument(
         "--dump-path",
@@ -107,6 +136,9 @@ def parse_config(argv: list[str] | None = None) -> PipelineConfig:
         "raw_codec": args.raw_codec,
         "reddit_credentials_block": args.reddit_block,
         "reddit_base_url": args.reddit_url,
+        "reddit_rate_limit": args.reddit_rate_limit,
+        "reddit_rate_limit_wait": args.reddit_rate_limit_wait,
+        "comment_tree_posts": args.comment_tree,
     }
     try:
         config = PipelineConfig(**{k: v for k, v in values.items() if v is not None})

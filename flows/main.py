@@ -109,9 +109,13 @@ def _run_stages(
     fused = engines.process_while_staging
     with _timed(summary, "extract+stage+process" if fused else "extract+stage"):
         if source.name == "api" and source.auth is not None:
-            stages, problems = extract_api_task(config, source.auth, lake, watermarks, fused)
-            summary.stages.extend(stages)
-            summary.messages.extend(problems)
+            extracted = extract_api_task(config, source.auth, lake, watermarks, fused)
+            summary.stages.extend(extracted.stages)
+            summary.messages.extend(extracted.problems)
+            for gap in extracted.gaps:
+                log.warning(gap.message())
+                summary.messages.append(gap.message())
+                summary.listing_gaps.append(gap.row())
         else:
             for path in config.input_files():
                 check_dump(path)

@@ -23,6 +23,9 @@ SUBREDDIT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_]{1,20}$"
 # The same rule in the JSON schema, so the Prefect server rejects a bad name before a run
 # starts; it admits the "r/" prefix and spaces the validator strips.
 SUBREDDIT_INPUT_PATTERN = r"^\s*/?(r/)?[A-Za-z0-9][A-Za-z0-9_]{1,20}\s*$"
+# A post id as Reddit shows it (base36), bare or as a t3_ fullname.
+POST_ID_PATTERN = r"^(t3_)?[0-9a-z]{1,13}$"
+POST_ID_INPUT_PATTERN = r"^\s*(t3_)?[0-9A-Za-z]{1,13}\s*$"
 
 
 class PipelineConfig(BaseModel):
@@ -62,7 +65,20 @@ class PipelineConfig(BaseModel):
     reddit_rate_limit: str | None = Field(
         None,
         description="Name of a Prefect global concurrency limit that every worker using the "
-        "same Reddit OAuth client shares (e.g. 'reddit-api', made by the bootstrap).",
+        "same Reddit OAuth client shares (e.g. 'reddit-api', made by the bootstrap). Each "
+        "request takes a slot; a limit that does not exist is an error.",
+    )
+    reddit_rate_limit_wait: timedelta = Field(
+        timedelta(minutes=5),
+        gt=timedelta(0),
+        description="Longest wait for one slot of reddit_rate_limit before the run fails "
+        "(other workers hold the slots).",
+    )
+    comment_tree_posts: list[str] = Field(
+        default_factory=list,
+        description="API source: posts (id or t3_ fullname) whose whole comment trees are read "
+        "through /comments/{id} and /api/morechildren and staged like other comments.",
+        json_schema_extra={"items": {"type": "string", "pattern": POST_ID_INPUT_PATTERN}},
     )
     since: datetime | None = Field(None, description="Keep items created at or after (UTC).")
     until: datetime | None = Field(None, description="Keep items created before (UTC).")
@@ -144,6 +160,22 @@ class PipelineConfig(BaseModel):
             cleaned.append(bare.lower())
         return sorted(set(cleaned))
 
+    @field_validator("comment_tree_posts")
+    @classmethod
+    def _check_post_ids(cls, ids: list[str]) -> list[str]:
+        import re
+
+        cleaned = []
+        for post_id in ids:
+            bare = post_id.strip().lower()
+            if not re.match(POST_ID_PATTERN, bare):
+                raise ValueError(
+                    f"{post_id!r} is not a post id: use the id from the post's URL "
+                    "(/comments/<id>/...) or its fullname, e.g. '1abc2d' or 't3_1abc2d'"
+                )
+            cleaned.append(bare.removeprefix("t3_"))
+        return list(dict.fromkeys(cleaned))
+
     @field_validator("since", "until")
     @classmethod
     def _as_utc(cls, value: datetime | None) -> datetime | None:
@@ -165,6 +197,8 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"process_engine '{self.process_engine}' needs lake 's3'")
         if self.source == "api" and not self.subreddits:
             raise ValueError("source 'api' needs at least one subreddit")
+        if self.comment_tree_posts and self.source in ("sample", "dump"):
+            raise ValueError("comment_tree_posts needs the API source (--source api)")
         return self
 
     def input_files(self) -> list[Path]:

@@ -10,7 +10,7 @@ import asyncio
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,9 @@ from tasks.reddit_api import (
     ClientOptions,
     RedditAuth,
     RedditAuthError,
+    SubredditExtract,
     credentials_from_env,
+    fetch_comment_trees,
     posts_to_refresh,
     refresh_posts,
     run_extract,
@@ -49,6 +51,12 @@ def resolve_source(config: PipelineConfig) -> ResolvedSource:
     if config.source in ("sample", "dump"):
         return ResolvedSource(config.source, None, f"--source {config.source}")
     auth = load_auth(config)
+    if config.comment_tree_posts and (auth is None or not config.subreddits):
+        raise ValueError(
+            "--comment-tree reads from the Reddit API: give --subreddit and Reddit credentials "
+            "(REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET, REDDIT_USER_AGENT or a RedditCredentials "
+            "block)"
+        )
     if config.source == "api":
         if auth is None:
             raise ValueError(
@@ -115,16 +123,79 @@ def recent_posts(
         con.close()
 
 
+@dataclass(frozen=True)
+class ListingGap:
+    """A listing that ended before the last run's watermark: Reddit's listings stop at about
+    1000 items, so a busy subreddit read too rarely loses the items between."""
+
+    subreddit: str
+    kind: str
+    items_read: int
+    since_utc: float  # the watermark: items up to it were read by an earlier run
+    until_utc: float  # the oldest item this run read
+
+    @classmethod
+    def of(cls, extract: SubredditExtract) -> ListingGap | None:
+        if not extract.ended_early or extract.oldest_read is None:
+            return None
+        assert extract.watermark_utc is not None
+        return cls(
+            extract.subreddit,
+            extract.kind,
+            extract.items_paged,
+            extract.watermark_utc,
+            extract.oldest_read,
+        )
+
+    def message(self) -> str:
+        since, until = _iso(self.since_utc), _iso(self.until_utc)
+        return (
+            f"r/{self.subreddit} {self.kind}: the listing ended after {self.items_read} items "
+            "(Reddit's ~1000-item cap) before reaching the last run's watermark; items created "
+            f"between {since} and {until} may be missed: backfill that window from a dump "
+            f"(--source dump --subreddit {self.subreddit} --since {since} --until {until}) "
+            "and run more often"
+        )
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "subreddit": self.subreddit,
+            "items_read": self.items_read,
+            "may_miss_from": _iso(self.since_utc),
+            "may_miss_until": _iso(self.until_utc),
+        }
+
+
+@dataclass
+class ApiExtract:
+    """What the API source staged, the subreddits it could not read, and the listings that
+    ended before their watermark."""
+
+    stages: list[StageResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    gaps: list[ListingGap] = field(default_factory=list)
+
+
+def client_options(config: PipelineConfig) -> ClientOptions:
+    return ClientOptions(
+        global_limit=config.reddit_rate_limit,
+        global_limit_wait_seconds=config.reddit_rate_limit_wait.total_seconds(),
+    )
+
+
 def extract_api_source(
     config: PipelineConfig,
     auth: RedditAuth,
     lake: Lake,
     watermarks: Watermarks,
     process: bool = False,
-) -> tuple[list[StageResult], list[str]]:
-    """New posts and comments of every subreddit, then the refresh of recent posts; returns
-    the staged results (processed too, with `process`) and one message per subreddit that
-    could not be read."""
+) -> ApiExtract:
+    """New posts and comments of every subreddit, the chosen comment trees, then the refresh
+    of recent posts; every part is staged (and processed, with `process`) as raw batches.
+
+    Each part opens its own client, and all of them share the one limiter of this client id.
+    """
     retrieved = int(time.time())
     extracts = run_extract(
         auth,
@@ -133,22 +204,40 @@ def extract_api_source(
         watermarks,
         overlap_seconds=config.overlap.total_seconds(),
         base_url=config.reddit_base_url,
-        options=ClientOptions(global_limit=config.reddit_rate_limit),
+        options=client_options(config),
     )
     window = Window(tuple(config.subreddits), config.since, config.until)
-    results, problems = [], []
+    result = ApiExtract()
+
+    def stage(lines: list[bytes], kind: str, batch: str) -> StageResult:
+        staged = stage_records(lines, kind, batch, batch, lake, window, config.raw_codec, process)
+        result.stages.append(staged)
+        return staged
+
     for extract in extracts:
         if extract.error:
-            problems.append(extract.error)
+            result.problems.append(extract.error)
             continue
-        batch = api_batch_id(extract.kind, extract.subreddit, retrieved)
-        results.append(
-            stage_records(
-                extract.lines, extract.kind, batch, batch, lake, window, config.raw_codec, process
+        if gap := ListingGap.of(extract):
+            result.gaps.append(gap)
+        stage(extract.lines, extract.kind, api_batch_id(extract.kind, extract.subreddit, retrieved))
+    if config.comment_tree_posts:
+        trees = asyncio.run(
+            fetch_comment_trees(
+                auth,
+                config.comment_tree_posts,
+                base_url=config.reddit_base_url,
+                options=client_options(config),
             )
         )
+        for fullname, lines in trees.items():
+            batch = api_batch_id("comments", fullname.removeprefix("t3_"), retrieved, "tree")
+            # A tree can hold comments newer than the listing read a moment ago; the comments
+            # watermark must come from the listing alone, or the next run would skip those
+            # of other posts made in between.
+            stage(lines, "comments", batch).newest.clear()
     if config.refresh_max_age.total_seconds() > 0:
-        staged_now = frozenset(b for result in results for b in result.batch_ids)
+        staged_now = frozenset(b for staged in result.stages for b in staged.batch_ids)
         names = posts_to_refresh(
             recent_posts(lake, config.subreddits, config.refresh_max_age, staged_now),
             config.refresh_max_age.total_seconds(),
@@ -156,17 +245,15 @@ def extract_api_source(
         if names:
             lines = asyncio.run(
                 refresh_posts(
-                    auth,
-                    names,
-                    base_url=config.reddit_base_url,
-                    options=ClientOptions(global_limit=config.reddit_rate_limit),
+                    auth, names, base_url=config.reddit_base_url, options=client_options(config)
                 )
             )
-            batch = api_batch_id("posts", "all", int(time.time()), part="refresh")
-            results.append(
-                stage_records(lines, "posts", batch, batch, lake, window, config.raw_codec, process)
-            )
-    return results, problems
+            stage(lines, "posts", api_batch_id("posts", "all", int(time.time()), part="refresh"))
+    return result
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _retry_unless_only_the_user_can_fix_it(_task: Any, _run: Any, state: Any) -> bool:
@@ -190,7 +277,7 @@ def extract_api_task(
     lake: Lake,
     watermarks: Watermarks,
     process: bool = False,
-) -> tuple[list[StageResult], list[str]]:
+) -> ApiExtract:
     """Retried as a whole only after the client's own bounded retries gave up; staging is
     idempotent, so a retry re-stages at most what it fetched again."""
     return extract_api_source(config, auth, lake, watermarks, process)

@@ -28,6 +28,9 @@ class RunSummary:
     daily_rows: dict[str, tuple[int, int]] = field(default_factory=dict)
     status: str = "running"
     messages: list[str] = field(default_factory=list)
+    # API listings that ended (Reddit's ~1000-item cap) before the last run's watermark: one
+    # row per subreddit and kind, with the window a dump backfill should cover.
+    listing_gaps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def quarantined(self) -> int:
@@ -94,6 +97,7 @@ class RunSummary:
             "loaded_new": dict(self.load.inserted_totals()) if self.load else {},
             "loaded_updated": dict(self.load.updated_totals()) if self.load else {},
             "errors": [e for s in self.stages for e in s.errors],
+            "listing_gaps": list(self.listing_gaps),
         }
 
     def table(self) -> Table:
@@ -111,6 +115,17 @@ class RunSummary:
         if reasons:
             lines += ["", "| quarantine reason | lines |", "|---|---:|"]
             lines += [f"| {reason} | {n} |" for reason, n in sorted(reasons.items())]
+        if self.listing_gaps:
+            lines += [
+                "",
+                "| listing ended before the watermark | items read | may miss from | until |",
+                "|---|---:|---|---|",
+            ]
+            lines += [
+                f"| r/{g['subreddit']} {g['kind']} | {g['items_read']} | {g['may_miss_from']} "
+                f"| {g['may_miss_until']} |"
+                for g in self.listing_gaps
+            ]
         lines += ["", *(f"- {message}" for message in self.messages)]
         return "\n".join(lines)
 

@@ -91,6 +91,41 @@ def test_listing_stops_at_reddits_thousand_item_cap(reddit: FakeReddit) -> None:
     assert result.requests == 10
 
 
+def test_listing_cut_by_the_cap_above_the_watermark_says_so(reddit: FakeReddit) -> None:
+    old = reddit.add_posts("python", 50, START)
+    first = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert not first.ended_early  # a first run has no watermark to fall short of
+    new = reddit.add_posts("python", 1150, START + 3600, step=10)
+    marks = {("python", "posts"): first.newest}
+    second = by_key(extract(reddit, ["python"], kinds=["posts"], watermarks=marks))[
+        "python", "posts"
+    ]
+    assert second.ended_early
+    assert second.items_paged == len(second.lines) == 1000
+    # The 150 oldest new posts are beyond the cap: they lie between the two reported times.
+    missed = new[:150]
+    assert second.watermark_utc == old[-1]["created_utc"]
+    assert second.oldest_read == new[150]["created_utc"]
+    assert all(second.watermark_utc < p["created_utc"] < second.oldest_read for p in missed)
+
+
+def test_listing_that_reaches_the_watermark_or_its_end_is_not_flagged(reddit: FakeReddit) -> None:
+    reddit.add_posts("python", 30, START)
+    first = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    reddit.add_posts("python", 400, START + 3600, step=10)
+    marks = {("python", "posts"): first.newest}
+    # Reaches the watermark (overlap 0): nothing is missing.
+    reached = by_key(
+        extract(reddit, ["python"], kinds=["posts"], watermarks=marks, overlap_seconds=0)
+    )["python", "posts"]
+    assert len(reached.lines) == 400 and not reached.ended_early
+    # The whole small listing lies inside a long overlap and simply ends: not Reddit's cap.
+    inside = by_key(
+        extract(reddit, ["python"], kinds=["posts"], watermarks=marks, overlap_seconds=1e6)
+    )["python", "posts"]
+    assert len(inside.lines) == 430 and not inside.ended_early
+
+
 def test_second_run_from_watermark_reads_only_new_items(reddit: FakeReddit) -> None:
     seed(reddit)
     first = by_key(extract(reddit, ["python"]))
@@ -169,6 +204,8 @@ def test_bad_client_secret_fails_fast_naming_the_source_without_the_secret(
     assert "Prefect block 'reddit-prod'" in message and "401" in message
     assert secret not in message and secret not in repr(caught.value)
     assert reddit.stats.api_requests == 0
+    # The four listings wait behind the first token request and do not repeat it.
+    assert reddit.stats.token_requests == 1
 
 
 def test_wrong_script_app_password_fails_fast_without_the_password(reddit: FakeReddit) -> None:

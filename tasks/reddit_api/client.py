@@ -66,6 +66,7 @@ class RedditClient:
         self.auth = auth
         self.options = options or ClientOptions()
         self.limiter = limiter or limiter_for(auth.client_id, base_url)
+        self._refused: str | None = None
         self._reddit = _make_reddit(auth, base_url, self.limiter)
 
     @property
@@ -117,6 +118,10 @@ class RedditClient:
             )
         try:
             async with self.limiter.slot():
+                if self._refused is not None:
+                    # Another coroutine's request was refused a moment ago: sending this one
+                    # would only ask for another token with the same bad credentials.
+                    raise RedditAuthError(self._refused)
                 return await asyncio.wait_for(
                     self._reddit.request(method="GET", path=path, params=params),
                     self.options.timeout_seconds,
@@ -128,7 +133,8 @@ class RedditClient:
         except BadJSON:
             raise RetriableRedditError(f"GET {path}: response is not valid JSON") from None
         except OAuthException as exc:
-            raise RedditAuthError(_auth_message(self.auth, f"token refused: {exc.error}")) from None
+            self._refused = _auth_message(self.auth, f"token refused: {exc.error}")
+            raise RedditAuthError(self._refused) from None
         except Redirect as exc:
             raise RedditUnavailableError(
                 exc.response.status, f"not found (redirected to {exc.path})"
@@ -137,7 +143,10 @@ class RedditClient:
             reason = _describe(exc.response.status, await _body_reason(exc.response))
             raise RedditUnavailableError(exc.response.status, reason) from None
         except ResponseException as exc:
-            raise _response_error(self.auth, path, exc) from None
+            error = _response_error(self.auth, path, exc)
+            if isinstance(error, RedditAuthError):
+                self._refused = str(error)
+            raise error from None
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter, so parallel retries do not land together."""

@@ -34,6 +34,13 @@ class SubredditExtract:
     newest: Watermark | None
     requests: int
     error: str | None = None
+    # Paging ended (Reddit's ~1000-item cap, or an empty page when the `after` anchor was
+    # removed) before it reached the watermark: items created between the watermark and the
+    # oldest item read may be missing, and only a dump can fill them in.
+    ended_early: bool = False
+    items_paged: int = 0
+    oldest_read: float | None = None
+    watermark_utc: float | None = None
 
 
 @dataclass
@@ -44,6 +51,7 @@ class _Cursor:
     overlap_seconds: float
     seen: dict[str, bytes] = field(default_factory=dict)
     newest: Watermark | None = None
+    oldest: float | None = None
 
     def wanted(self, data: dict[str, Any]) -> bool:
         """New since the watermark, or inside the overlap where late items can appear."""
@@ -81,16 +89,18 @@ async def read_listing(
     """Page with `after` from the newest item down to the watermark (or the ~1000 cap)."""
     path = settings.LISTING_PATHS[kind].format(sub=subreddit)
     after: str | None = None
-    requests = 0
+    requests = paged = 0
     while True:
         params: dict[str, str | int] = {"limit": settings.PAGE_SIZE}
         if after:
             params["after"] = after
         payload = await client.get(path, params, check=check_listing)
         requests += 1
-        reached_floor = _take_page(children(payload), cursor)
+        things = children(payload)
+        paged += len(things)
+        reached_floor = _take_page(things, cursor)
         after = payload["data"].get("after")
-        if reached_floor or not after or not children(payload):
+        if reached_floor or not after or not things:
             break
     return SubredditExtract(
         subreddit=subreddit,
@@ -98,7 +108,23 @@ async def read_listing(
         lines=list(cursor.seen.values()),
         newest=cursor.newest,
         requests=requests,
+        ended_early=cursor.watermark is not None
+        and not reached_floor
+        and _cut_short(paged, requests, bool(things)),
+        items_paged=paged,
+        oldest_read=cursor.oldest,
+        watermark_utc=cursor.watermark[0] if cursor.watermark else None,
     )
+
+
+def _cut_short(paged: int, requests: int, last_page_had_items: bool) -> bool:
+    """Whether a listing that ended above the watermark ended for Reddit's reasons rather
+    than because the subreddit has nothing older: an empty page after a full one (the `after`
+    anchor was removed), or an end in the last page before the ~1000-item cap. A small
+    subreddit whose every item lies in the overlap ends sooner and is not flagged."""
+    if not last_page_had_items:
+        return requests > 1
+    return paged > settings.LISTING_CAP - settings.PAGE_SIZE
 
 
 def _take_page(things: list[dict[str, Any]], cursor: _Cursor) -> bool:
@@ -110,7 +136,9 @@ def _take_page(things: list[dict[str, Any]], cursor: _Cursor) -> bool:
     reached_floor = False
     for child in things:
         data = child["data"]
-        cursor.newest = newer(cursor.newest, (float(data["created_utc"]), str(data["name"])))
+        created = float(data["created_utc"])
+        cursor.newest = newer(cursor.newest, (created, str(data["name"])))
+        cursor.oldest = created if cursor.oldest is None else min(cursor.oldest, created)
         if not cursor.wanted(data):
             reached_floor = True
             continue

@@ -7,6 +7,7 @@ ACCESS_TOKEN_PATH = "/api/v1/access_token"
 
 # A listing page holds at most 100 items and a listing about 1000 in all.
 PAGE_SIZE = 100
+LISTING_CAP = 1000
 # /api/info and /api/morechildren both take at most 100 ids per request.
 INFO_BATCH = 100
 MORECHILDREN_BATCH = 100
