@@ -84,3 +84,33 @@ def test_arguments_become_a_validated_config(tmp_path: Path) -> None:
     assert config.since is not None and config.since.isoformat() == "2024-03-02T00:00:00+00:00"
     assert config.full_refresh
     assert config.source == "auto"
+
+
+def test_api_options_become_config_and_bad_ones_are_one_line_errors() -> None:
+    config = parse_config(
+        [
+            "--subreddit",
+            "python",
+            "--reddit-rate-limit",
+            "reddit-api",
+            "--reddit-rate-limit-wait",
+            "45",
+            "--comment-tree",
+            "t3_1AbC2d",
+            "--comment-tree",
+            "1abc2d",
+            "--comment-tree",
+            "zz9",
+        ]
+    )
+    assert config.reddit_rate_limit == "reddit-api"
+    assert config.reddit_rate_limit_wait.total_seconds() == 45
+    assert config.comment_tree_posts == ["1abc2d", "zz9"]
+    for args, message in (
+        (["--comment-tree", "https://reddit.com/x"], "is not a post id"),
+        (["--reddit-rate-limit-wait", "0"], "not a positive number of seconds"),
+        (["--source", "sample", "--comment-tree", "1abc2d"], "needs the API source"),
+    ):
+        result = _run(*args)
+        assert result.returncode == 2, args
+        assert message in result.stderr and "Traceback" not in result.stderr

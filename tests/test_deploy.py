@@ -219,5 +219,8 @@ asyncio.run(main())
         "python",
         "rust",
     ]
+    # Both API deployments pace through the global limit the bootstrap made.
+    for name in ("reddit-pipeline/incremental", "reddit-pipeline/daily-refresh"):
+        assert found[name]["params"]["config"]["reddit_rate_limit"] == "reddit-api"
     pull = found["reddit-pipeline/incremental"]["pull"][0]
     assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == str(PROJECT_DIR)

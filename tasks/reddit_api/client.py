@@ -23,6 +23,7 @@ from asyncprawcore.exceptions import (
 from tasks.reddit_api import settings
 from tasks.reddit_api.credentials import RedditAuth
 from tasks.reddit_api.errors import (
+    GlobalLimitError,
     RateLimitedError,
     RedditAuthError,
     RedditGaveUpError,
@@ -100,6 +101,8 @@ class RedditClient:
                 if check is not None:
                     check(data)
                 return data
+            except GlobalLimitError:
+                raise  # a config error, or already waited long: another try would not help
             except RateLimitedError as exc:
                 last = exc
                 self.limiter.count_rate_limited()
