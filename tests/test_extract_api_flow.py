@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -66,6 +67,7 @@ def test_api_run_loads_what_the_server_holds_then_only_what_is_new(
     assert _count(warehouse, "select count(*) from posts where subreddit = 'dataengineering'") == 40
     assert _count(warehouse, "select count(*) from comments") == 150
     assert any("r/gone" in m and "banned" in m for m in first.messages)
+    assert not first.listing_gaps
     # The posts it has just read are not re-read by the refresh: there was nothing before.
     assert not [s for s in first.stages if "-refresh-" in s.source_file]
 
@@ -84,6 +86,8 @@ def test_api_run_loads_what_the_server_holds_then_only_what_is_new(
     # The refresh re-reads the first run's posts, not the ones this run has just read.
     [refresh] = [s for s in second.stages if "-refresh-" in s.source_file]
     assert refresh.lines == 160
+    # Extraction and refresh share the client id's one limiter: never past the window.
+    assert reddit.stats.rate_limited == 0
 
 
 def test_cli_api_source_with_credentials_in_the_environment(
@@ -118,3 +122,71 @@ def test_bad_credentials_fail_fast_naming_the_variable_without_the_secret(
     assert reddit.stats.token_requests == 1
     assert reddit.stats.api_requests == 0
     assert time.monotonic() - started < 30
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_listing_cut_by_the_cap_before_the_watermark_is_reported_with_the_window(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    now = time.time()
+    old = reddit.add_posts("python", 20, now - 7200, step=60)
+    config = PipelineConfig(
+        source="api",
+        subreddits=["python"],
+        reddit_base_url=reddit.url,
+        refresh_max_age=timedelta(0),
+        **paths,
+    )
+    first = reddit_pipeline(config)
+    assert not first.listing_gaps  # no watermark yet: nothing to fall short of
+
+    # More new posts than Reddit's listing shows: the 100 oldest of them are out of reach.
+    new = reddit.add_posts("python", 1100, now - 3000, step=1)
+    second = reddit_pipeline(config)
+
+    [gap] = second.listing_gaps
+    assert gap == {
+        "kind": "posts",
+        "subreddit": "python",
+        "items_read": 1000,
+        "may_miss_from": _iso(old[-1]["created_utc"]),
+        "may_miss_until": _iso(new[100]["created_utc"]),
+    }
+    [message] = [m for m in second.messages if "may be missed" in m]
+    assert message.startswith("r/python posts:") and "--source dump" in message
+    assert "| r/python posts | 1000 |" in second.timings_markdown()
+    assert second.counts()["listing_gaps"] == [gap]
+    assert _count(paths["warehouse_path"], "select count(*) from posts") == 20 + 1000
+
+
+def test_comment_trees_of_chosen_posts_land_in_the_warehouse_once(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    start = time.time() - 86400
+    [post, other] = reddit.add_posts("python", 2, start)
+    # More comments than the /comments listing shows (~1000): the 200 oldest come only from
+    # the tree, which renders 20 and hides the rest behind `more` stubs.
+    comments = reddit.add_comments("python", post, 1200, start + 10, step=5)
+    reddit.add_comments("python", other, 30, start + 7000, step=5)  # newest: in the listing
+    config = PipelineConfig(
+        source="api",
+        subreddits=["python"],
+        comment_tree_posts=[post["name"]],
+        reddit_base_url=reddit.url,
+        **paths,
+    )
+
+    summary = reddit_pipeline(config)
+
+    [tree] = [s for s in summary.stages if "-tree-" in s.source_file]
+    assert tree.lines == 1200 and not tree.newest
+    assert "/api/morechildren" in reddit.stats.paths
+    assert reddit.stats.morechildren_overlaps == 0
+    warehouse = paths["warehouse_path"]
+    assert _count(warehouse, "select count(*) from comments") == 1230
+    assert _count(warehouse, "select count(distinct id) from comments") == 1230
+    wanted = ",".join(f"'{c['id']}'" for c in comments)
+    assert _count(warehouse, f"select count(*) from comments where id in ({wanted})") == 1200
