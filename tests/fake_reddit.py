@@ -60,6 +60,8 @@ class Stats:
     rate_limited: int = 0
     listing_requests: int = 0
     listing_items: int = 0
+    # Items per listing page, and whether more pages followed (a page that is not the last).
+    listing_pages: list[tuple[int, bool]] = field(default_factory=list)
     morechildren_overlaps: int = 0
     windows: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     paths: list[str] = field(default_factory=list)
@@ -300,6 +302,7 @@ class FakeReddit:
         more = start + limit < len(items)
         self.stats.listing_requests += 1
         self.stats.listing_items += len(page)
+        self.stats.listing_pages.append((len(page), more))
         prefix = "t3" if kind == "posts" else "t1"
         return self._respond(
             request,
