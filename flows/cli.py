@@ -34,6 +34,11 @@ def _seconds(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _wait(text: str) -> timedelta:
+    """Seconds to wait; 0 means do not wait at all."""
+    return timedelta(0) if text.strip() in ("0", "0.0") else _seconds(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python flows/main.py",
@@ -106,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--state", type=Path, help=f"DuckDB state file (default {settings.DEFAULT_STATE_PATH})"
     )
     parser.add_argument(
+        "--state-lock-wait",
+        type=_wait,
+        metavar="SECONDS",
+        help="PostgreSQL state: wait this long for another run over the same subreddits "
+        "(default 60)",
+    )
+    parser.add_argument(
         "--raw-codec", choices=["gzip", "zstd"], help="codec of raw batches (default gzip)"
     )
     parser.add_argument(
@@ -139,6 +151,7 @@ def parse_config(argv: list[str] | None = None) -> PipelineConfig:
         "reddit_rate_limit": args.reddit_rate_limit,
         "reddit_rate_limit_wait": args.reddit_rate_limit_wait,
         "comment_tree_posts": args.comment_tree,
+        "state_lock_wait": args.state_lock_wait,
     }
     try:
         config = PipelineConfig(**{k: v for k, v in values.items() if v is not None})

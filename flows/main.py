@@ -71,7 +71,9 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
         )
     )
     try:
-        with state.subreddit_locks(source.name, config.subreddits or ["*"]):
+        with state.subreddit_locks(
+            source.name, config.subreddits or ["*"], config.state_lock_wait.total_seconds()
+        ):
             _run_stages(config, source, engines, state, summary)
     except BaseException as exc:
         summary.status = "failed"

@@ -101,6 +101,12 @@ class PipelineConfig(BaseModel):
         description="PostgreSQL DSN of the state store (production); overrides state_path. "
         "Also read from REDDIT_PIPELINE_STATE_DSN.",
     )
+    state_lock_wait: timedelta = Field(
+        timedelta(seconds=60),
+        ge=timedelta(0),
+        description="PostgreSQL state: how long a run waits for another run over the same "
+        "subreddits to release their locks before it stops.",
+    )
     lake: LakeKind = Field("local", description="Where the lake lives: a local folder or S3.")
     s3_bucket_block: str | None = Field(
         None, description="Name of a prefect-aws S3Bucket block, for lake 's3'."

@@ -202,7 +202,8 @@ class StateStore:
             if time.monotonic() >= deadline:
                 raise StateLockedError(
                     f"another run is updating r/{subreddit} (source {source}); waited "
-                    f"{timeout:.0f}s. Let it finish, or check `pipeline_runs` for a stuck run."
+                    f"{timeout:.0f}s. Let it finish (or wait longer: --state-lock-wait, "
+                    "state_lock_wait), or check `pipeline_runs` for a stuck run."
                 )
             time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
 

@@ -101,11 +101,14 @@ def test_api_options_become_config_and_bad_ones_are_one_line_errors() -> None:
             "1abc2d",
             "--comment-tree",
             "zz9",
+            "--state-lock-wait",
+            "0",
         ]
     )
     assert config.reddit_rate_limit == "reddit-api"
     assert config.reddit_rate_limit_wait.total_seconds() == 45
     assert config.comment_tree_posts == ["1abc2d", "zz9"]
+    assert config.state_lock_wait.total_seconds() == 0
     for args, message in (
         (["--comment-tree", "https://reddit.com/x"], "is not a post id"),
         (["--reddit-rate-limit-wait", "0"], "not a positive number of seconds"),

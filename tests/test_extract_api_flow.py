@@ -8,12 +8,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import psycopg
 import pytest
 from fake_reddit import USER_AGENT, FakeReddit
 from helpers import path_args, run_cli
 
 from flows.main import reddit_pipeline
 from tasks.config import PipelineConfig
+from tasks.db_pool import close_pools
+from tasks.state import StateLockedError, _lock_key
 
 pytestmark = pytest.mark.e2e
 
@@ -190,3 +193,56 @@ def test_comment_trees_of_chosen_posts_land_in_the_warehouse_once(
     assert _count(warehouse, "select count(distinct id) from comments") == 1230
     wanted = ",".join(f"'{c['id']}'" for c in comments)
     assert _count(warehouse, f"select count(*) from comments where id in ({wanted})") == 1200
+
+
+@pytest.fixture
+def pg_state(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The flow's state store in this test's own PostgreSQL database, found by the variable."""
+    monkeypatch.setenv("REDDIT_PIPELINE_STATE_DSN", pg_dsn)
+    yield pg_dsn
+    close_pools()  # before the database is dropped
+
+
+def test_api_run_keeps_its_state_in_postgres_and_a_busy_subreddit_stops_clearly(
+    prefect_api: str,
+    paths: dict[str, Path],
+    reddit: FakeReddit,
+    reddit_env: dict[str, str],
+    pg_state: str,
+) -> None:
+    posts = reddit.add_posts("python", 50, time.time() - 3600, step=10)
+    config = PipelineConfig(
+        source="api",
+        subreddits=["python"],
+        reddit_base_url=reddit.url,
+        refresh_max_age=timedelta(0),
+        overlap=timedelta(0),
+        state_lock_wait=timedelta(seconds=1),
+        **paths,
+    )
+
+    first = reddit_pipeline(config)
+
+    assert first.status == "completed"
+    assert not paths["state_path"].exists(), "the DuckDB state file must not be used"
+    with psycopg.connect(pg_state) as con:
+        marks = con.execute("select source, subreddit, kind, fullname from watermarks").fetchall()
+    assert marks == [("api", "python", "posts", posts[-1]["name"])]
+
+    # The second run starts from the PostgreSQL watermark: only the new posts are read.
+    reddit.add_posts("python", 7, time.time() - 60, step=1)
+    second = reddit_pipeline(config)
+    assert sum(s.staged["python"] for s in second.stages if s.kind == "posts") == 7
+    assert second.load is not None and second.load.inserted_totals()["posts"] == 7
+
+    # Another run holds r/python: this one waits the configured second, then stops.
+    with psycopg.connect(pg_state, autocommit=True) as other_run:
+        other_run.execute("select pg_advisory_lock(%s)", (_lock_key("api", "python"),))
+        started = time.monotonic()
+        with pytest.raises(StateLockedError, match=r"r/python .*waited 1s.*--state-lock-wait"):
+            reddit_pipeline(config)
+        assert time.monotonic() - started < 30
+    with psycopg.connect(pg_state) as con:
+        statuses = con.execute("select status from pipeline_runs order by started_at").fetchall()
+    assert statuses == [("completed",), ("completed",), ("failed",)]
+    assert _count(paths["warehouse_path"], "select count(*) from posts") == 57
