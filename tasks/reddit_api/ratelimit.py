@@ -41,7 +41,8 @@ class LimiterStats:
 @dataclass
 class _LoopPrimitives:
     """asyncio locks and events belong to one event loop; each loop using the limiter gets its
-    own, while the window state they guard is shared (a run calls asyncio.run more than once)."""
+    own, while the window state they guard is shared (a run calls asyncio.run more than once).
+    The morechildren lock therefore serialises within one loop: a run reads its trees in one."""
 
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     learned: asyncio.Event = field(default_factory=asyncio.Event)
