@@ -76,7 +76,7 @@ def build_engines(config: PipelineConfig) -> Engines:
     model: ModelStep = model_duckdb
     description["model"] = config.model_engine
     if config.model_engine == "athena":
-        model = _athena_model(config, lake)
+        model = _athena_model(config, lake, lake_uri)
 
     load, description["warehouse"] = _warehouse(config, lake, lake_uri)
     return Engines(lake, process, model, load, description, config.process_engine == "duckdb")
@@ -98,17 +98,20 @@ def _glue_process(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> P
     return process
 
 
-def _athena_model(config: PipelineConfig, lake: Lake) -> ModelStep:
+def _athena_model(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> ModelStep:
     from blocks.warehouse import AthenaEngine
     from tasks.athena import model_athena_task
 
+    if lake_uri is None:
+        raise ValueError("model_engine 'athena' needs the S3 lake (lake: s3)")
     if not config.athena_block:
         raise ValueError("model_engine 'athena' needs athena_block, an AthenaEngine block")
     engine = AthenaEngine.load(config.athena_block)
-    client = aws_credentials(config).get_client("athena")
+    tables_uri = engine.tables_uri(lake_uri)
+    client = engine.athena_client(aws_credentials(config))
 
     def model(dts: list[str]) -> ModelResult:
-        return model_athena_task(engine, lake, dts, client)
+        return model_athena_task(engine, lake, tables_uri, dts, client)
 
     return model
 
