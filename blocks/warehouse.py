@@ -120,6 +120,7 @@ class RedshiftWarehouse(Block):
     )
     db_schema: str = Field("public", alias="schema", description="Schema of the tables.")
     ssl: bool = Field(True, description="Encrypt the connection (leave on).")
+    connect_timeout: int = Field(30, description="Seconds to wait for a connection.")
 
     model_config: ClassVar[ConfigDict] = ConfigDict(populate_by_name=True)
 
@@ -139,6 +140,7 @@ class RedshiftWarehouse(Block):
             "database": self.database,
             "user": self.user,
             "ssl": self.ssl,
+            "timeout": self.connect_timeout,
         }
         if self.iam:
             if not (self.cluster_identifier and self.region):
@@ -162,9 +164,12 @@ class RedshiftWarehouse(Block):
         try:
             connection = redshift_connector.connect(**self.connect_kwargs())
         except redshift_connector.Error as exc:
-            raise ConnectionError(
-                f"cannot connect to {self.describe()}: {type(exc).__name__}"
-            ) from None
+            # The driver's message names the cause (refused, timed out, authentication failed)
+            # and not the password; it is masked anyway should a driver version echo it.
+            cause = f"{type(exc).__name__}: {exc}"
+            if self.password is not None:
+                cause = cause.replace(self.password.get_secret_value(), "**********")
+            raise ConnectionError(f"cannot connect to {self.describe()}: {cause}") from None
         cursor = connection.cursor()
         cursor.execute(f"set search_path to {self.db_schema}")
         return connection
