@@ -22,7 +22,7 @@ IDENTIFIER_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 def _check_identifier(value: str) -> str:
     # The schema is spliced into `set search_path`: only a plain lower-case identifier.
     if not value or not set(value) <= IDENTIFIER_CHARS or value[0].isdigit():
-        raise ValueError(f"schema must be a lower-case SQL identifier, got {value!r}")
+        raise ValueError(f"expected a lower-case SQL identifier, got {value!r}")
     return value
 
 
@@ -120,6 +120,7 @@ class RedshiftWarehouse(Block):
     )
     db_schema: str = Field("public", alias="schema", description="Schema of the tables.")
     ssl: bool = Field(True, description="Encrypt the connection (leave on).")
+    connect_timeout: int = Field(30, description="Seconds to wait for a connection.")
 
     model_config: ClassVar[ConfigDict] = ConfigDict(populate_by_name=True)
 
@@ -139,6 +140,7 @@ class RedshiftWarehouse(Block):
             "database": self.database,
             "user": self.user,
             "ssl": self.ssl,
+            "timeout": self.connect_timeout,
         }
         if self.iam:
             if not (self.cluster_identifier and self.region):
@@ -162,9 +164,12 @@ class RedshiftWarehouse(Block):
         try:
             connection = redshift_connector.connect(**self.connect_kwargs())
         except redshift_connector.Error as exc:
-            raise ConnectionError(
-                f"cannot connect to {self.describe()}: {type(exc).__name__}"
-            ) from None
+            # The driver's message names the cause (refused, timed out, authentication failed)
+            # and not the password; it is masked anyway should a driver version echo it.
+            cause = f"{type(exc).__name__}: {exc}"
+            if self.password is not None:
+                cause = cause.replace(self.password.get_secret_value(), "**********")
+            raise ConnectionError(f"cannot connect to {self.describe()}: {cause}") from None
         cursor = connection.cursor()
         cursor.execute(f"set search_path to {self.db_schema}")
         return connection
@@ -176,18 +181,55 @@ class AthenaEngine(Block):
     _block_type_name = "Reddit Athena Engine"
     _description = "Athena (engine v3) settings for the reddit_pipeline model step."
 
-    region: str = Field("us-east-1", description="AWS region of the workgroup and the lake.")
+    region: str | None = Field(
+        None,
+        description="AWS region of the workgroup, when it is not the AWS credentials' region.",
+    )
     workgroup: str = Field("primary", description="Athena workgroup (engine version 3).")
-    database: str = Field("reddit", description="Glue database for processed/curated tables.")
+    database: str = Field(
+        "reddit",
+        description="Glue database for processed/curated tables; created on the first run.",
+    )
     output_location: str = Field(
         description="s3:// prefix for Athena's query results (not the lake's curated/)."
     )
-    lake_uri: str = Field(description="s3://bucket[/prefix] of the lake the tables point at.")
+    lake_uri: str | None = Field(
+        None,
+        description="s3://bucket[/prefix] the tables point at. Leave empty: the run's S3 lake "
+        "root is used; if set, it must be that root.",
+    )
     poll_timeout_seconds: float = Field(1800.0, description="Give up on a query after this.")
 
     @field_validator("output_location", "lake_uri")
     @classmethod
-    def _s3_uri(cls, value: str) -> str:
+    def _s3_uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith("s3://"):
             raise ValueError(f"expected an s3:// URI, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("database")
+    @classmethod
+    def _database_identifier(cls, value: str) -> str:
+        # Spliced into CREATE DATABASE and into Glue ARNs: a plain lower-case identifier.
+        return _check_identifier(value)
+
+    def tables_uri(self, lake_root: str) -> str:
+        """The lake root the tables point at: the run's S3 lake. A block saved for another lake
+        would make Athena write curated files where the load never looks, and load nothing."""
+        root = lake_root.rstrip("/")
+        if self.lake_uri is not None and self.lake_uri != root:
+            raise ValueError(
+                f"the AthenaEngine block's lake_uri {self.lake_uri} is not the run's lake {root}: "
+                "clear lake_uri (the lake's root is used) or point s3_bucket_block at that lake"
+            )
+        return root
+
+    def athena_client(self, credentials: Any) -> Any:
+        """A boto3 Athena client from a prefect-aws AwsCredentials, in `region` when set."""
+        if self.region is None:
+            return credentials.get_client("athena")
+        params = credentials.aws_client_parameters.get_params_override()
+        params["region_name"] = self.region
+        return credentials.get_boto3_session().client("athena", **params)

@@ -29,7 +29,7 @@ from tasks.check import (
 )
 from tasks.config import PipelineConfig
 from tasks.dumps import check_dump, dump_kind
-from tasks.engines import Engines, build_engines
+from tasks.engines import Engines, build_engines, stop_glue_runs_hook
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
 from tasks.faults import crash_point
 from tasks.lake import Lake
@@ -44,7 +44,13 @@ from tasks.state import (
 from tasks.summary import RunSummary
 
 
-@flow(name="reddit-pipeline", log_prints=True)
+@flow(
+    name="reddit-pipeline",
+    log_prints=True,
+    # A cancelled or crashed run must not leave a Glue job writing to the lake.
+    on_cancellation=[stop_glue_runs_hook],
+    on_crashed=[stop_glue_runs_hook],
+)
 def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     """Extract Reddit items, stage them raw, process, model, load into the warehouse, and
     advance the watermarks only once the load has committed."""

@@ -51,6 +51,7 @@ from pyspark.sql import functions as F
 
 RAW_PREFIX = "raw/reddit"
 PROCESSED_PREFIX = "processed/reddit"
+TMP_PREFIX = "_glue_tmp/process"  # Spark's partitioned write, before each file is moved
 FULLNAME_PREFIX = {"posts": "t3_", "comments": "t1_"}
 RAW_SUFFIXES = (".ndjson.gz", ".ndjson")
 
@@ -445,7 +446,7 @@ def write_processed(
     then moved to its final key. Partition columns are not stored in the files, as in DuckDB's
     partitioned COPY, so the file schemas match."""
     run_id = args.get("JOB_RUN_ID") or uuid.uuid4().hex
-    tmp_prefix = f"_glue_tmp/process/{kind}/{run_id}"
+    tmp_prefix = f"{TMP_PREFIX}/{kind}/{run_id}"
     rows = processed(spark, [lake.uri(k) for k in raw_keys], kind)
     (
         rows.repartition("batch_id", "dt")

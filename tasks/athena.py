@@ -4,6 +4,8 @@ catalog tables on the lake, writing curated Parquet under the same keys the Duck
 
 - processed_{kind}: external Parquet tables over processed/reddit/{kind}/, partitioned by dt
   with partition projection, so new days need no MSCK or ALTER TABLE.
+- the Glue database itself is made first (CREATE DATABASE IF NOT EXISTS), so a fresh account
+  needs no manual step.
 - curated_{model}: external Parquet tables over curated/reddit/{model}/, partitioned by dt.
   INSERT INTO writes under {location}/dt={day}/ and registers the partition itself. A rerun of
   a day deletes that day's curated objects first, so rebuilding never duplicates.
@@ -58,12 +60,15 @@ class AthenaRunner:
     sleep: Callable[[float], None] = time.sleep
     executed: list[str] = field(default_factory=list)
 
-    def start(self, sql: str) -> str:
+    def start(self, sql: str, in_database: bool = True) -> str:
+        """`in_database=False` for the statement that creates the database: a context naming a
+        database that does not exist yet fails the query (SCHEMA_NOT_FOUND)."""
+        context = {"QueryExecutionContext": {"Database": self.database}} if in_database else {}
         response = self.client.start_query_execution(
             QueryString=sql,
-            QueryExecutionContext={"Database": self.database},
             WorkGroup=self.workgroup,
             ResultConfiguration={"OutputLocation": self.output_location},
+            **context,
         )
         self.executed.append(sql)
         return str(response["QueryExecutionId"])
@@ -96,8 +101,8 @@ class AthenaRunner:
             raise AthenaQueryError(f"Athena query {execution_id} {state}: {reason} [{query}]")
         return execution
 
-    def run(self, sql: str) -> dict[str, Any]:
-        return self.wait(self.start(sql))
+    def run(self, sql: str, in_database: bool = True) -> dict[str, Any]:
+        return self.wait(self.start(sql, in_database))
 
     def fetch(self, sql: str) -> list[list[str | None]]:
         """Rows of a small SELECT, without Athena's header row."""
@@ -111,6 +116,13 @@ class AthenaRunner:
         # Best effort: the error that made us stop is the one to raise.
         with contextlib.suppress(Exception):
             self.client.stop_query_execution(QueryExecutionId=execution_id)
+
+
+def database_ddl(database: str) -> str:
+    """The Glue database the tables live in, made on a fresh account's first run."""
+    if not database or not set(database) <= set("abcdefghijklmnopqrstuvwxyz0123456789_"):
+        raise ValueError(f"Athena database must be a lower-case identifier, got {database!r}")
+    return f"CREATE DATABASE IF NOT EXISTS `{database}`"
 
 
 def _columns_ddl(relation: str) -> str:
@@ -198,6 +210,7 @@ def _narrow(node: exp.Expression, replacements: dict[str, str]) -> exp.Expressio
 
 
 def ensure_tables(runner: AthenaRunner, lake_uri: str) -> None:
+    runner.run(database_ddl(runner.database), in_database=False)
     for kind in settings.KINDS:
         runner.run(processed_table_ddl(kind, lake_uri))
     for model in MART_MODELS:
@@ -233,10 +246,13 @@ def run_models_athena(
 
 
 @task(name="model-athena", cache_policy=NO_CACHE)
-def model_athena_task(engine: Any, lake: Lake, dts: list[str], client: Any) -> ModelResult:
+def model_athena_task(
+    engine: Any, lake: Lake, lake_uri: str, dts: list[str], client: Any
+) -> ModelResult:
     """Not retried as a whole: a failed INSERT may have written part of a day, and the rerun of
     the task deletes and rebuilds those days anyway. `engine` is a blocks.warehouse.AthenaEngine;
-    `client` a boto3 Athena client (from prefect-aws AwsCredentials.get_client('athena'))."""
+    `lake_uri` the S3 lake's root (the tables point at it, `lake` deletes and lists there);
+    `client` a boto3 Athena client (AthenaEngine.athena_client)."""
     runner = AthenaRunner(
         client=client,
         workgroup=engine.workgroup,
@@ -244,4 +260,4 @@ def model_athena_task(engine: Any, lake: Lake, dts: list[str], client: Any) -> M
         output_location=engine.output_location,
         timeout=engine.poll_timeout_seconds,
     )
-    return run_models_athena(runner, lake, engine.lake_uri, dts)
+    return run_models_athena(runner, lake, lake_uri, dts)

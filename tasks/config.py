@@ -200,7 +200,18 @@ class PipelineConfig(BaseModel):
         if self.process_engine == "glue" and self.raw_codec != "gzip":
             raise ValueError("the Glue engine reads gzip raw batches only: use raw_codec 'gzip'")
         if self.process_engine != "duckdb" and self.lake != "s3":
-            raise ValueError(f"process_engine '{self.process_engine}' needs lake 's3'")
+            raise ValueError(
+                f"process_engine '{self.process_engine}' needs lake 's3' (the Glue job reads and "
+                "writes the S3 lake): set lake 's3' and s3_bucket_block"
+            )
+        if self.model_engine == "athena" and self.lake != "s3":
+            raise ValueError(
+                "model_engine 'athena' needs lake 's3' (Athena reads processed/ and writes "
+                "curated/ in S3; a local lake would load nothing): set lake 's3' and "
+                "s3_bucket_block"
+            )
+        if self.model_engine == "athena" and not self.athena_block:
+            raise ValueError("model_engine 'athena' needs athena_block, an AthenaEngine block")
         if self.source == "api" and not self.subreddits:
             raise ValueError("source 'api' needs at least one subreddit")
         if self.comment_tree_posts and self.source in ("sample", "dump"):

@@ -76,7 +76,7 @@ def build_engines(config: PipelineConfig) -> Engines:
     model: ModelStep = model_duckdb
     description["model"] = config.model_engine
     if config.model_engine == "athena":
-        model = _athena_model(config, lake)
+        model = _athena_model(config, lake, lake_uri)
 
     load, description["warehouse"] = _warehouse(config, lake, lake_uri)
     return Engines(lake, process, model, load, description, config.process_engine == "duckdb")
@@ -98,17 +98,20 @@ def _glue_process(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> P
     return process
 
 
-def _athena_model(config: PipelineConfig, lake: Lake) -> ModelStep:
+def _athena_model(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> ModelStep:
     from blocks.warehouse import AthenaEngine
     from tasks.athena import model_athena_task
 
+    if lake_uri is None:
+        raise ValueError("model_engine 'athena' needs the S3 lake (lake: s3)")
     if not config.athena_block:
         raise ValueError("model_engine 'athena' needs athena_block, an AthenaEngine block")
     engine = AthenaEngine.load(config.athena_block)
-    client = aws_credentials(config).get_client("athena")
+    tables_uri = engine.tables_uri(lake_uri)
+    client = engine.athena_client(aws_credentials(config))
 
     def model(dts: list[str]) -> ModelResult:
-        return model_athena_task(engine, lake, dts, client)
+        return model_athena_task(engine, lake, tables_uri, dts, client)
 
     return model
 
@@ -157,3 +160,28 @@ def _postgres_block(config: PipelineConfig, block_type: Any) -> Any:
             "warehouse_dsn (REDDIT_PIPELINE_WAREHOUSE_DSN)"
         )
     return block_type.from_dsn(dsn)
+
+
+def stop_glue_runs_hook(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect on_cancellation / on_crashed hook of the pipeline flow: stop the Glue runs this
+    flow run started. run_glue_job's `finally` stops its run when the flow is cancelled in the
+    usual way, but not when the process is killed (SIGKILL after the grace period, a lost
+    worker or container); Prefect's runner then calls this hook from outside the flow's
+    process, with the flow run read back from the API, whose parameters are plain JSON."""
+    import logging
+
+    from tasks.glue import glue_client, stop_runs_of_flow_run
+
+    raw = (flow_run.parameters or {}).get("config")
+    config = raw if isinstance(raw, PipelineConfig) else PipelineConfig.model_validate(raw or {})
+    if config.process_engine != "glue" or not config.glue_job_name:
+        return
+    glue = glue_client(aws_credentials(config))
+    stopped = stop_runs_of_flow_run(glue, config.glue_job_name, str(flow_run.id))
+    logging.getLogger(__name__).warning(
+        "flow run %s is %s: stopped %d Glue run(s) of job %s",
+        flow_run.id,
+        getattr(state, "name", state),
+        len(stopped),
+        config.glue_job_name,
+    )

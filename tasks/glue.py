@@ -32,6 +32,16 @@ logger = logging.getLogger(__name__)
 
 SCRIPT_PATH = settings.PROJECT_DIR / "glue_scripts" / "process_reddit.py"
 SCRIPT_KEY = "glue_scripts/process_reddit.py"
+# Where the flow hands the job its raw key lists, and where the job writes its manifests.
+REQUESTS_PREFIX = "_glue/requests"
+MANIFESTS_PREFIX = "_glue/manifests"
+# The job argument that ties a Glue run to the Prefect flow run that started it, so a
+# cancellation hook (which runs outside the flow's process) can find and stop it.
+FLOW_RUN_ARGUMENT = "--flow_run_id"
+# Glue states in which a run may still write to the lake.
+ACTIVE_STATES = frozenset({"STARTING", "RUNNING", "WAITING"})
+# BatchStopJobRun takes at most 25 run ids.
+STOP_BATCH = 25
 # Glue's terminal states; only SUCCEEDED is a success.
 SUCCEEDED = "SUCCEEDED"
 FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "ERROR", "STOPPED", "EXPIRED"})
@@ -138,14 +148,24 @@ def start_glue_run(glue: Any, job_name: str, arguments: Mapping[str, str]) -> st
 def stop_glue_run(glue: Any, job_name: str, run_id: str) -> None:
     """Ask Glue to stop a run. Called while another exception propagates, so it logs its own
     failure instead of raising over the original one."""
-    try:
-        response = glue.batch_stop_job_run(JobName=job_name, JobRunIds=[run_id])
+    stop_glue_runs(glue, job_name, [run_id])
+
+
+def stop_glue_runs(glue: Any, job_name: str, run_ids: list[str]) -> None:
+    """stop_glue_run for several runs, STOP_BATCH per BatchStopJobRun call."""
+    for start in range(0, len(run_ids), STOP_BATCH):
+        batch = run_ids[start : start + STOP_BATCH]
+        try:
+            response = glue.batch_stop_job_run(JobName=job_name, JobRunIds=batch)
+        except (BotoCoreError, ClientError) as error:
+            logger.error("could not stop Glue job %s runs %s: %s", job_name, batch, error)
+            continue
         for error in response.get("Errors", []):
-            logger.warning("Glue did not stop %s run %s: %s", job_name, run_id, error)
-        if response.get("SuccessfulSubmissions"):
-            logger.warning("stopped Glue job %s run %s", job_name, run_id)
-    except (BotoCoreError, ClientError) as error:
-        logger.error("could not stop Glue job %s run %s: %s", job_name, run_id, error)
+            logger.warning(
+                "Glue did not stop %s run %s: %s", job_name, error.get("JobRunId"), error
+            )
+        for stopped in response.get("SuccessfulSubmissions", []):
+            logger.warning("stopped Glue job %s run %s", job_name, stopped.get("JobRunId"))
 
 
 def _check(job_name: str, run_id: str, run: Mapping[str, Any]) -> bool:
@@ -235,13 +255,17 @@ async def arun_glue_job(
 
 
 def process_arguments(
-    lake: S3Lake, kind: str, raw_keys: list[str], request_id: str | None = None
+    lake: S3Lake,
+    kind: str,
+    raw_keys: list[str],
+    request_id: str | None = None,
+    flow_run_id: str | None = None,
 ) -> tuple[dict[str, str], str]:
     """The job arguments for processing these raw keys. The key list goes into the lake as a
     file (job arguments are size-limited); the job writes its manifest to the returned key."""
     request_id = request_id or uuid.uuid4().hex
-    list_key = f"_glue/requests/{kind}/{request_id}.txt"
-    manifest_key = f"_glue/manifests/{kind}/{request_id}.json"
+    list_key = f"{REQUESTS_PREFIX}/{kind}/{request_id}.txt"
+    manifest_key = f"{MANIFESTS_PREFIX}/{kind}/{request_id}.json"
     lake.put_bytes(list_key, ("\n".join(raw_keys) + "\n").encode())
     arguments = {
         "--kind": kind,
@@ -252,6 +276,8 @@ def process_arguments(
     }
     if lake.settings.kms_key_id:
         arguments["--kms_key_id"] = lake.settings.kms_key_id
+    if flow_run_id:
+        arguments[FLOW_RUN_ARGUMENT] = flow_run_id
     return arguments, manifest_key
 
 
@@ -267,20 +293,51 @@ def read_manifest(lake: S3Lake, manifest_key: str) -> ProcessResult:
 
 
 def process_batches_glue(
-    glue: Any, lake: S3Lake, job_name: str, kind: str, raw_keys: list[str], wait: WaitPolicy
+    glue: Any,
+    lake: S3Lake,
+    job_name: str,
+    kind: str,
+    raw_keys: list[str],
+    wait: WaitPolicy,
+    flow_run_id: str | None = None,
 ) -> ProcessResult:
     """tasks.process.process_batches on Glue: same keys, same schema, same result."""
     if not raw_keys:
         return ProcessResult(kind=kind)
-    arguments, manifest_key = process_arguments(lake, kind, raw_keys)
+    arguments, manifest_key = process_arguments(lake, kind, raw_keys, flow_run_id=flow_run_id)
     run_glue_job(glue, job_name, arguments, wait)
     return read_manifest(lake, manifest_key)
 
 
+def stop_runs_of_flow_run(
+    glue: Any, job_name: str, flow_run_id: str, max_pages: int = 5
+) -> list[str]:
+    """Stop every still-active run of the job that this flow run started (tagged with
+    FLOW_RUN_ARGUMENT). For the flow's cancellation and crash hooks, which run after the flow's
+    process is gone (a SIGKILL after the grace period, a lost worker), where run_glue_job's
+    `finally` never ran. GetJobRuns lists newest first: a few pages reach a flow run's own."""
+    run_ids: list[str] = []
+    pages = glue.get_paginator("get_job_runs").paginate(
+        JobName=job_name, PaginationConfig={"MaxItems": 200 * max_pages, "PageSize": 200}
+    )
+    for page in pages:
+        for run in page.get("JobRuns", []):
+            arguments = run.get("Arguments") or {}
+            if (
+                run.get("JobRunState") in ACTIVE_STATES
+                and arguments.get(FLOW_RUN_ARGUMENT) == flow_run_id
+            ):
+                run_ids.append(run["Id"])
+    stop_glue_runs(glue, job_name, run_ids)
+    return run_ids
+
+
 def _retry_unless_glue_said_no(_task: Any, _run: Any, state: Any) -> bool:
-    """Retry network trouble, not a run Glue itself failed (its own MaxRetries covers that)."""
+    """Retry network trouble, not a run Glue itself failed (its own MaxRetries covers that),
+    nor our own wait timeout: that run was slow for WaitPolicy.timeout (hours) already, and
+    starting it again would only wait as long once more."""
     error = state.result(raise_on_failure=False)
-    return not isinstance(error, GlueJobFailed)
+    return not isinstance(error, GlueJobFailed | GlueWaitTimeout)
 
 
 @task(
@@ -308,5 +365,17 @@ def process_glue_task(
     raw_keys: list[str],
     wait: WaitPolicy = WaitPolicy(),
 ) -> ProcessResult:
-    """A retry reruns the whole batch list: safe, the processed keys are deterministic."""
-    return process_batches_glue(glue_client(credentials), lake, job_name, kind, raw_keys, wait)
+    """A retry reruns the whole batch list: safe, the processed keys are deterministic. Each
+    run carries the flow run's id, so the flow's cancellation hook can find and stop it."""
+    from prefect.runtime import flow_run
+
+    flow_run_id = flow_run.get_id()
+    return process_batches_glue(
+        glue_client(credentials),
+        lake,
+        job_name,
+        kind,
+        raw_keys,
+        wait,
+        str(flow_run_id) if flow_run_id else None,
+    )

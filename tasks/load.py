@@ -34,6 +34,9 @@ TABLE_KEYS = {
 class LoadResult:
     # table -> subreddit -> (rows inserted, rows replaced by a newer version)
     changes: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    # table -> column -> text values cut to fit the warehouse (Redshift's 65,535-byte
+    # VARCHAR); the rows are loaded, the cut is counted here and in the run summary.
+    truncated: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def inserted_totals(self) -> dict[str, int]:
         return {t: sum(n for n, _ in subs.values()) for t, subs in self.changes.items()}

@@ -44,6 +44,16 @@ class RunSummary:
     def raw_bytes(self) -> int:
         return sum(s.raw_bytes for s in self.stages)
 
+    def truncated(self) -> dict[str, dict[str, int]]:
+        """Text values cut to fit the warehouse, per table and column (Redshift only)."""
+        if not self.load:
+            return {}
+        return {
+            table: {column: n for column, n in sorted(columns.items()) if n}
+            for table, columns in sorted(self.load.truncated.items())
+            if any(columns.values())
+        }
+
     def rows(self) -> list[dict[str, Any]]:
         """One row per kind and subreddit, plus one per kind for lines no subreddit owns."""
         rows = []
@@ -96,6 +106,7 @@ class RunSummary:
             "staged": self.staged,
             "loaded_new": dict(self.load.inserted_totals()) if self.load else {},
             "loaded_updated": dict(self.load.updated_totals()) if self.load else {},
+            "truncated": self.truncated(),
             "errors": [e for s in self.stages for e in s.errors],
             "listing_gaps": list(self.listing_gaps),
         }
@@ -125,6 +136,14 @@ class RunSummary:
                 f"| r/{g['subreddit']} {g['kind']} | {g['items_read']} | {g['may_miss_from']} "
                 f"| {g['may_miss_until']} |"
                 for g in self.listing_gaps
+            ]
+        truncated = self.truncated()
+        if truncated:
+            lines += ["", "| text cut to fit the warehouse | values |", "|---|---:|"]
+            lines += [
+                f"| {table}.{column} | {n} |"
+                for table, columns in truncated.items()
+                for column, n in columns.items()
             ]
         lines += ["", *(f"- {message}" for message in self.messages)]
         return "\n".join(lines)

@@ -6,7 +6,11 @@ transaction. Only what Redshift needs differently lives here:
   and MAXERROR are not accepted for columnar formats): a longer value fails the whole load.
   Python rewrites the curated files for Redshift first, cutting such text at a UTF-8 character
   boundary within 65,535 bytes, and counts every cut per table and column. Rows are never
-  dropped; the counts go into the run summary. The curated files in the lake stay untouched.
+  dropped; the counts are logged as warnings, and go into the run summary and the state
+  store's runs table (LoadResult.truncated). The curated files in the lake stay untouched.
+- The rewrite is snappy Parquet (Redshift's COPY documents snappy, gzip and bzip2 for columnar
+  files) with microsecond timestamps (Redshift's precision; Athena and Spark may write
+  nanoseconds or INT96).
 - COPY from Parquet is positional: the stage's columns follow the file's column order.
 - A manifest names the exact files (a prefix would also pick up strays); for columnar files
   each entry needs its content_length.
@@ -15,17 +19,18 @@ transaction. Only what Redshift needs differently lives here:
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import faults
@@ -37,11 +42,12 @@ MAX_VARCHAR_BYTES = 65_535
 REDSHIFT_TEXT = f"varchar({MAX_VARCHAR_BYTES})"  # the default VARCHAR is 256 bytes
 LOAD_PREFIX = "load/redshift"  # rewritten files for COPY, removed after the load
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class RedshiftLoadResult(LoadResult):
-    # table -> column -> values cut to MAX_VARCHAR_BYTES
-    truncated: dict[str, dict[str, int]] = field(default_factory=dict)
+    """A LoadResult whose `truncated` holds the values cut to MAX_VARCHAR_BYTES."""
 
 
 def truncate_utf8(value: str, limit: int = MAX_VARCHAR_BYTES) -> str:
@@ -69,7 +75,13 @@ def truncate_batch(batch: pa.RecordBatch, counts: Counter[str]) -> pa.RecordBatc
 def write_for_redshift(source: Path, target: Path, counts: Counter[str]) -> int:
     """A copy of one curated file that COPY can load; returns its size in bytes."""
     parquet = pq.ParquetFile(source)
-    with pq.ParquetWriter(target, parquet.schema_arrow, compression="zstd") as writer:
+    with pq.ParquetWriter(
+        target,
+        parquet.schema_arrow,
+        compression="snappy",
+        coerce_timestamps="us",
+        allow_truncated_timestamps=True,  # nanoseconds Redshift could not hold anyway
+    ) as writer:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
             writer.write_batch(truncate_batch(batch, counts))
     return target.stat().st_size
@@ -128,15 +140,33 @@ def load_redshift(
     run_id: str,
 ) -> RedshiftLoadResult:
     """Load curated files into Redshift in one transaction (redshift_connector, autocommit
-    off); loading the same files twice changes nothing."""
+    off); loading the same files twice changes nothing. The files rewritten for COPY under
+    load/redshift/{run_id}/ are removed whether the load commits or fails."""
     result = RedshiftLoadResult()
-    staged: dict[str, tuple[str, list[tuple[str, str]]]] = {}
-    with tempfile.TemporaryDirectory(prefix="reddit-load-rs-") as tmp:
-        for table, keys in curated_keys.items():
-            if keys:
-                url, schema, counts = prepare_files(lake, lake_uri, table, keys, run_id, Path(tmp))
-                staged[table] = (url, column_defs(schema, REDSHIFT_TEXT))
-                result.truncated[table] = counts
+    try:
+        staged: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+        with tempfile.TemporaryDirectory(prefix="reddit-load-rs-") as tmp:
+            for table, keys in curated_keys.items():
+                if keys:
+                    url, schema, counts = prepare_files(
+                        lake, lake_uri, table, keys, run_id, Path(tmp)
+                    )
+                    staged[table] = (url, column_defs(schema, REDSHIFT_TEXT))
+                    result.truncated[table] = counts
+        _copy_and_merge(connection, staged, iam_role, result)
+    finally:
+        _remove_load_files(lake, run_id)
+    return result
+
+
+def _copy_and_merge(
+    connection: Any,
+    staged: dict[str, tuple[str, list[tuple[str, str]]]],
+    iam_role: str,
+    result: RedshiftLoadResult,
+) -> None:
+    """Every table's stage, COPY and MERGE on one cursor, then one commit; any failure rolls
+    the whole load back."""
     cursor = connection.cursor()
     try:
         for table, (url, columns) in staged.items():
@@ -152,8 +182,31 @@ def load_redshift(
         raise
     finally:
         cursor.close()
-    lake.delete_prefix(f"{LOAD_PREFIX}/{run_id}/")
-    return result
+
+
+def _remove_load_files(lake: Lake, run_id: str) -> None:
+    """Best effort on the way out: a failure to clean up is logged, never raised over the load's
+    own outcome. A leftover folder is harmless (each run writes under its own id) and can be
+    deleted at any time no load of that run is going on."""
+    try:
+        lake.delete_prefix(f"{LOAD_PREFIX}/{run_id}/")
+    except Exception as error:  # the load's own result or error matters more
+        logger.error("could not remove %s: %s", lake.describe(f"{LOAD_PREFIX}/{run_id}/"), error)
+
+
+def warn_truncated(truncated: dict[str, dict[str, int]], log: Any) -> None:
+    """One warning per column whose text was cut: loud, though the load succeeds."""
+    for table, columns in sorted(truncated.items()):
+        for column, count in sorted(columns.items()):
+            if count:
+                log.warning(
+                    "Redshift load: %d value(s) of %s.%s cut to %d bytes (VARCHAR limit); "
+                    "the rows are loaded",
+                    count,
+                    table,
+                    column,
+                    MAX_VARCHAR_BYTES,
+                )
 
 
 @task(name="load-redshift", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
@@ -163,8 +216,10 @@ def load_redshift_task(
     """`warehouse` is a blocks.warehouse.RedshiftWarehouse; retried, the MERGE makes it safe."""
     connection = warehouse.connect()
     try:
-        return load_redshift(
+        result = load_redshift(
             connection, lake, lake_uri, curated_keys, warehouse.copy_iam_role, run_id
         )
     finally:
         connection.close()
+    warn_truncated(result.truncated, get_run_logger())
+    return result

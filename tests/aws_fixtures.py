@@ -66,10 +66,11 @@ def _job_run(job_name: str, run_id: str) -> Any:
     return glue_backends[ACCOUNT][REGION].get_job(job_name).get_job_run(run_id)
 
 
-def fail_glue_run(job_name: str, run_id: str, message: str) -> None:
-    """Make a moto job run FAILED with Glue's ErrorMessage (moto never fails one itself)."""
+def fail_glue_run(job_name: str, run_id: str, message: str, state: str = "FAILED") -> None:
+    """End a moto job run FAILED (or TIMEOUT, ERROR) with Glue's ErrorMessage (moto never
+    fails one itself)."""
     run = _job_run(job_name, run_id)
-    run.status = "FAILED"
+    run.status = state
     run.error_message = message
 
 

@@ -14,10 +14,13 @@ from botocore.stub import Stubber
 from moto_athena_fixtures import fail_execution, hold_queries, queue_results
 from sqlglot import exp
 
+from blocks.warehouse import AthenaEngine
 from tasks.athena import (
     AthenaQueryError,
     AthenaRunner,
     curated_table_ddl,
+    database_ddl,
+    ensure_tables,
     mart_insert_sql,
     processed_table_ddl,
     run_models_athena,
@@ -139,10 +142,10 @@ def test_run_models_rebuilds_the_days_and_lists_curated_keys(
     lake = LocalLake(tmp_path / "lake")
     stale = "curated/reddit/posts/dt=2024-03-01/20240301_old_file"
     lake.put_bytes(stale, b"old")
-    # 2 processed + 3 curated DDL, 3 INSERTs, then the count (header row first).
+    # the database, 2 processed + 3 curated DDL, 3 INSERTs, then the count (header row first).
     queue_results(
         moto_endpoint,
-        [[]] * 8
+        [[]] * 9
         + [[["_col0", "_col1"], ["posts", "3"], ["comments", "5"], ["subreddit_daily", "1"]]],
     )
     runner = _runner(athena_client, sleep=lambda _: None)
@@ -152,10 +155,66 @@ def test_run_models_rebuilds_the_days_and_lists_curated_keys(
     assert result.rows == {"posts": 3, "comments": 5, "subreddit_daily": 1}
     assert lake.list_keys("curated/") == []  # the stale file was deleted before the INSERT
     assert result.curated_keys == {m: [] for m in MART_MODELS}  # moto writes nothing
-    assert len(runner.executed) == 9
+    assert len(runner.executed) == 10
     executed = athena_client.list_query_executions(WorkGroup="primary")["QueryExecutionIds"]
-    assert len(executed) == 9
+    assert len(executed) == 10
     for statement in runner.executed:
         sqlglot.parse_one(statement, read="athena")
     inserts = [s for s in runner.executed if s.startswith("INSERT INTO")]
     assert [s.split()[2] for s in inserts] == [f"curated_{m}" for m in MART_MODELS]
+
+
+def test_the_glue_database_is_created_first_outside_any_database_context(
+    athena_client: Any, tmp_path: Path
+) -> None:
+    """A fresh account has no `reddit` database: the first statement creates it, and must not
+    name it as its context (Athena would fail the query with SCHEMA_NOT_FOUND)."""
+    runner = _runner(athena_client, sleep=lambda _: None)
+    ensure_tables(runner, "s3://lake")
+
+    assert runner.executed[0] == "CREATE DATABASE IF NOT EXISTS `reddit`"
+    assert all(s.startswith("CREATE EXTERNAL TABLE") for s in runner.executed[1:])
+    assert isinstance(sqlglot.parse_one(runner.executed[0], read="athena"), exp.Create)
+    ids = athena_client.list_query_executions(WorkGroup="primary")["QueryExecutionIds"]
+    contexts = {
+        athena_client.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Query"]: (
+            athena_client.get_query_execution(QueryExecutionId=i)["QueryExecution"].get(
+                "QueryExecutionContext"
+            )
+        )
+        for i in ids
+    }
+    assert not contexts[runner.executed[0]]
+    assert all(contexts[s] == {"Database": "reddit"} for s in runner.executed[1:])
+
+
+def test_a_database_name_that_is_not_an_identifier_is_refused() -> None:
+    with pytest.raises(ValueError, match="lower-case identifier"):
+        database_ddl("reddit`; DROP DATABASE x; --")
+    with pytest.raises(ValueError, match="lower-case SQL identifier"):
+        AthenaEngine(output_location=OUTPUT, database="Reddit-Prod")
+
+
+def test_the_tables_point_at_the_runs_lake_whatever_the_block_says() -> None:
+    derived = AthenaEngine(output_location=OUTPUT)
+    assert derived.tables_uri("s3://acme-lake/prod/") == "s3://acme-lake/prod"
+    same = AthenaEngine(output_location=OUTPUT, lake_uri="s3://acme-lake/prod/")
+    assert same.tables_uri("s3://acme-lake/prod") == "s3://acme-lake/prod"
+    other = AthenaEngine(output_location=OUTPUT, lake_uri="s3://old-lake/prod")
+    with pytest.raises(ValueError, match="not the run's lake s3://acme-lake/prod: clear lake_uri"):
+        other.tables_uri("s3://acme-lake/prod")
+
+
+def test_the_athena_client_uses_the_blocks_region_else_the_credentials() -> None:
+    from prefect_aws import AwsCredentials
+    from pydantic import SecretStr
+
+    credentials = AwsCredentials(
+        aws_access_key_id="x", aws_secret_access_key=SecretStr("x"), region_name="us-east-1"
+    )
+    assert AthenaEngine(output_location=OUTPUT).athena_client(credentials).meta.region_name == (
+        "us-east-1"
+    )
+    client = AthenaEngine(output_location=OUTPUT, region="eu-west-1").athena_client(credentials)
+    assert client.meta.region_name == "eu-west-1"
+    assert client.meta.service_model.service_name == "athena"

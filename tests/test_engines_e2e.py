@@ -40,7 +40,9 @@ def test_a_cloud_engine_without_its_block_fails_with_a_clear_message(
     prefect_api: str, paths: dict[str, Path]
 ) -> None:
     with pytest.raises(ValueError, match="athena_block"):
-        reddit_pipeline(PipelineConfig(model_engine="athena", **paths))
+        reddit_pipeline(
+            PipelineConfig(model_engine="athena", lake="s3", s3_bucket_block="lake", **paths)
+        )
 
 
 def test_sample_through_an_s3_lake_on_moto_lands_the_same_rows(

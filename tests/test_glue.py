@@ -19,6 +19,7 @@ from aws_fixtures import (  # noqa: F401
 )
 
 from tasks.glue import (
+    FLOW_RUN_ARGUMENT,
     SCRIPT_KEY,
     SCRIPT_PATH,
     GlueJobFailed,
@@ -28,8 +29,10 @@ from tasks.glue import (
     arun_glue_job,
     deploy_glue_job,
     process_arguments,
+    process_glue_task,
     read_manifest,
     run_glue_job,
+    start_glue_run,
 )
 from tasks.lake_s3 import S3Lake
 
@@ -106,22 +109,21 @@ def test_run_polls_through_starting_and_running_to_succeeded(
     assert delays == sorted(delays)  # backing off
 
 
+@pytest.mark.parametrize("state", ["FAILED", "TIMEOUT", "ERROR"])
 def test_failed_run_raises_with_glues_error_message(
-    glue: object, job: str, runs_never_finish: None
+    glue: object, job: str, runs_never_finish: None, state: str
 ) -> None:
     def fail_on_first_poll(_delay: float) -> None:
         run_id = glue.get_job_runs(JobName=job)["JobRuns"][0]["Id"]
-        fail_glue_run(job, run_id, "AnalysisException: Path does not exist: s3://lake/raw")
+        fail_glue_run(job, run_id, "AnalysisException: Path does not exist: s3://lake/raw", state)
 
     with pytest.raises(
-        GlueJobFailed, match="FAILED: AnalysisException: Path does not exist"
+        GlueJobFailed, match=f"{state}: AnalysisException: Path does not exist"
     ) as info:
         run_glue_job(glue, job, {}, FAST, sleep=fail_on_first_poll)
-    assert info.value.state == "FAILED"
+    assert info.value.state == state
     # a failed run is over: nothing to stop
-    assert (
-        glue.get_job_run(JobName=job, RunId=info.value.run_id)["JobRun"]["JobRunState"] == "FAILED"
-    )
+    assert glue.get_job_run(JobName=job, RunId=info.value.run_id)["JobRun"]["JobRunState"] == state
 
 
 def test_interrupted_wait_stops_the_run(glue: object, job: str, runs_never_finish: None) -> None:
@@ -130,6 +132,21 @@ def test_interrupted_wait_stops_the_run(glue: object, job: str, runs_never_finis
 
     with pytest.raises(KeyboardInterrupt):
         run_glue_job(glue, job, {}, FAST, sleep=interrupt)
+    (run,) = glue.get_job_runs(JobName=job)["JobRuns"]
+    assert run["JobRunState"] == "STOPPED"
+
+
+def test_prefects_termination_signal_stops_the_run(
+    glue: object, job: str, runs_never_finish: None
+) -> None:
+    """What Prefect raises in the flow's main thread when a cancellation reaches it (SIGTERM)."""
+    from prefect.exceptions import TerminationSignal
+
+    def terminate(_delay: float) -> None:
+        raise TerminationSignal(signal=15)
+
+    with pytest.raises(TerminationSignal):
+        run_glue_job(glue, job, {}, FAST, sleep=terminate)
     (run,) = glue.get_job_runs(JobName=job)["JobRuns"]
     assert run["JobRunState"] == "STOPPED"
 
@@ -169,3 +186,82 @@ def test_process_arguments_and_manifest_round_trip(lake: S3Lake) -> None:
     )
     result = read_manifest(lake, manifest_key)
     assert (result.rows, result.processed_keys, result.dts) == (3, ["p/k.parquet"], {"2024-03-01"})
+
+
+def _pipeline_flow_run(flow_run_id: uuid.UUID, job: str) -> object:
+    """The flow run as Prefect's runner reads it back from the API for its hooks: the config
+    parameter is plain JSON."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.states import Cancelling
+
+    from tasks.config import PipelineConfig
+
+    config = PipelineConfig(
+        lake="s3", s3_bucket_block="lake", process_engine="glue", glue_job_name=job
+    )
+    return FlowRun(
+        id=flow_run_id,
+        flow_id=uuid.uuid4(),
+        name="cancelled-run",
+        parameters={"config": config.model_dump(mode="json")},
+        state=Cancelling(),
+    )
+
+
+@pytest.mark.parametrize("hooks", ["on_cancellation_hooks", "on_crashed_hooks"])
+def test_the_flows_cancellation_hook_stops_only_its_own_glue_runs(
+    glue: object,
+    job: str,
+    lake: S3Lake,
+    runs_never_finish: None,
+    moto_server: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    hooks: str,
+) -> None:
+    from prefect.states import Cancelled, Crashed
+
+    from flows.main import reddit_pipeline
+
+    # The hook builds its client from the default AWS chain, as on a worker with a task role.
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    ours, other = uuid.uuid4(), uuid.uuid4()
+    mine = [
+        start_glue_run(glue, job, process_arguments(lake, kind, ["k"], flow_run_id=str(ours))[0])
+        for kind in ("posts", "comments")
+    ]
+    theirs = start_glue_run(
+        glue, job, process_arguments(lake, "posts", ["k"], flow_run_id=str(other))[0]
+    )
+    untagged = start_glue_run(glue, job, {"--kind": "posts"})
+    assert glue.get_job_run(JobName=job, RunId=mine[0])["JobRun"]["Arguments"][
+        FLOW_RUN_ARGUMENT
+    ] == str(ours)
+
+    registered = getattr(reddit_pipeline, hooks)
+    assert registered, f"reddit_pipeline has no {hooks}"
+    state = Cancelled() if hooks == "on_cancellation_hooks" else Crashed()
+    for hook in registered:
+        hook(reddit_pipeline, _pipeline_flow_run(ours, job), state)
+
+    def state_of(run_id: str) -> str:
+        return glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]["JobRunState"]
+
+    assert [state_of(r) for r in mine] == ["STOPPED", "STOPPED"]
+    assert state_of(theirs) != "STOPPED"
+    assert state_of(untagged) != "STOPPED"
+
+
+def test_a_wait_timeout_or_a_glue_failure_is_not_retried_network_trouble_is() -> None:
+    from prefect.states import Failed
+
+    should_retry = process_glue_task.retry_condition_fn
+    assert process_glue_task.retries >= 1
+    assert not should_retry(None, None, Failed(data=GlueWaitTimeout("slow")))
+    assert not should_retry(None, None, Failed(data=GlueJobFailed("j", "r", "FAILED", "boom")))
+    assert should_retry(None, None, Failed(data=ConnectionError("reset by peer")))

@@ -237,6 +237,32 @@ def test_a_failed_connection_names_the_target_but_never_the_password() -> None:
     assert caught.value.__cause__ is None and caught.value.__context__ is not None
 
 
+def test_a_failed_redshift_connection_names_its_cause_but_never_the_password() -> None:
+    import socket
+
+    from blocks.warehouse import RedshiftWarehouse
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    block = RedshiftWarehouse(
+        host="127.0.0.1",
+        port=port,
+        database="dev",
+        user="loader",
+        password="s3cret-pw",
+        copy_iam_role="arn:aws:iam::1:role/r",
+        connect_timeout=5,
+    )
+    with pytest.raises(ConnectionError) as caught:
+        block.connect()
+    message = str(caught.value)
+    assert message.startswith(f"cannot connect to redshift://loader@127.0.0.1:{port}/dev: ")
+    assert "Connection refused" in message  # the cause, not only the exception's class
+    assert "s3cret-pw" not in message
+    assert caught.value.__cause__ is None
+
+
 def test_redshift_block_needs_a_password_or_iam_and_keeps_it_secret() -> None:
     from blocks.warehouse import RedshiftWarehouse
 
