@@ -19,7 +19,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,18 @@ TYPE_ALIASES: dict[str, dict[str, str]] = {
     "postgres": {"varchar": "text", "double": "double precision"},
 }
 SEVERITY = {"fail": "error", "warn": "warning"}
-# Dataset-level check types whose default Soda name says less than the type itself.
-GENERIC_NAMES = ("schema", "row_count")
+# The names Soda gives checks a contract did not name (soda_core's CheckImpl defaults).
+SODA_DEFAULT_NAMES = {
+    "schema": "Schema matches expected structure",
+    "row_count": "Row count meets expected threshold",
+    "freshness": "Data is fresh",
+    "missing": "No missing values",
+    "invalid": "No invalid values",
+    "duplicate": "No duplicate values",
+    "aggregate": "Metric function meets threshold",
+    "metric": "Metric meets threshold",
+    "failed_rows": "No rows violating the condition",
+}
 
 
 class QualityGateFailed(RuntimeError):
@@ -139,6 +149,21 @@ class CheckReport:
     def table(self) -> list[dict[str, Any]]:
         return [asdict(row) for row in self.rows]
 
+    def error_rows(self) -> list[CheckRow]:
+        """Contract errors as rows, numbered per dataset (`contract error 1`, ...) so that
+        several errors of one contract are all kept."""
+        counts: dict[str, int] = {}
+        rows = []
+        for error in self.errors:
+            dataset = error.split(":", 1)[0]
+            counts[dataset] = counts.get(dataset, 0) + 1
+            rows.append(
+                CheckRow(
+                    dataset, f"contract error {counts[dataset]}", "error", "error", None, error
+                )
+            )
+        return rows
+
 
 def run_checks(
     source: CheckSource,
@@ -183,6 +208,7 @@ def run_checks(
         for contract_result in result.contract_verification_results:
             report.rows += [_row(dataset, r) for r in contract_result.check_results]
         report.errors += [f"{dataset}: {e}" for e in result.get_errors()]
+    report.rows = _unique_labels(report.rows)
     return report
 
 
@@ -231,21 +257,43 @@ def _translate_types(text: str, aliases: Mapping[str, str]) -> str:
 def _row(dataset: str, result: Any) -> CheckRow:
     check = result.check
     level = check.threshold.level if check.threshold else "fail"
-    label = f"{check.column_name} {check.type}" if check.column_name else check.type
-    if not check.column_name and check.name and check.type not in GENERIC_NAMES:
-        label = check.name
     outcome = result.outcome.value.lower().replace("_", " ").replace("warn", "warned")
     detail = ""
     if outcome != "passed" and check.type == "schema":
         detail = result.log_table_row_diagnostics(verbose=False).replace("\n", "; ")
     return CheckRow(
         dataset=dataset,
-        check=label,
+        check=check_label(check.type, check.column_name, check.name, check.qualifier),
         outcome=outcome,
         severity=SEVERITY.get(str(level).lower(), "error"),
         figure=result.threshold_value,
         detail=detail,
     )
+
+
+def check_label(
+    check_type: str, column: str | None, name: str | None, qualifier: str | None
+) -> str:
+    """What a check is called in messages, artifacts and `check_results`: the contract's
+    `name:` when it gives one, else the type (and column), with the qualifier that tells two
+    checks of one type apart. Soda fills in a generic name ("No missing values") when the
+    contract gives none; that one says less than `id missing`."""
+    if name and name not in (SODA_DEFAULT_NAMES.get(check_type), check_type):
+        return name
+    label = f"{column} {check_type}" if column else check_type
+    return f"{label} ({qualifier})" if qualifier else label
+
+
+def _unique_labels(rows: list[CheckRow]) -> list[CheckRow]:
+    """`check_results` is keyed by (run, dataset, check): two checks that share a label (the
+    same `name:` given twice) are numbered rather than overwrite each other."""
+    seen: dict[tuple[str, str], int] = {}
+    unique = []
+    for row in rows:
+        key = (row.dataset, row.check)
+        seen[key] = seen.get(key, 0) + 1
+        unique.append(row if seen[key] == 1 else replace(row, check=f"{row.check} #{seen[key]}"))
+    return unique
 
 
 # -- data sources -----------------------------------------------------------------------------
@@ -411,9 +459,7 @@ def record_check_results(store: Any, run_id: str, report: CheckReport) -> None:
     """Keep the run's check rows for history; a retried check stage overwrites its rows."""
     ensure_check_results_table(store)
     checked_at = datetime.now(UTC).replace(tzinfo=None)
-    rows = list(report.rows) + [
-        CheckRow(e.split(":", 1)[0], "contract", "error", "error", None, e) for e in report.errors
-    ]
+    rows = list(report.rows) + report.error_rows()
     for row in rows:
         store._execute(
             "insert into check_results (run_id, checked_at, dataset, check_name, outcome, "

@@ -14,7 +14,9 @@ import pytest
 from tasks import duck, settings
 from tasks.check import (
     DATASETS,
+    CheckReport,
     QualityGateFailed,
+    check_label,
     check_task,
     duckdb_source,
     enforce,
@@ -272,3 +274,89 @@ def test_a_failed_gate_between_model_and_load_leaves_the_warehouse_unchanged(
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("select count(*) from posts").fetchone() == (600,)
     con.close()
+
+
+def test_two_checks_of_one_type_on_a_column_are_both_reported_and_kept(
+    models: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """A user adds a second `missing` check on `author` (a tolerance in percent); each keeps
+    its own row, so the failed one is never recorded as passed."""
+    contract = (settings.PROJECT_DIR / "contracts" / "posts.yml").read_text()
+    author = "  - name: author\n    data_type: varchar\n"
+    assert author in contract
+    (tmp_path / "posts.yml").write_text(
+        contract.replace(
+            author,
+            author + "    checks:\n"
+            "      - missing:\n"
+            "      - missing:\n"
+            "          qualifier: under_1_percent\n"
+            "          threshold:\n"
+            "            metric: percent\n"
+            "            must_be_less_than: 1\n",
+        )
+    )
+    models.execute("update posts set author = null where id = (select min(id) from posts)")
+
+    report = run_checks(
+        duckdb_source(models),
+        subreddits=SAMPLE_SUBREDDITS,
+        now=SAMPLE_NOW,
+        datasets=["posts"],
+        contracts_dir=tmp_path,
+    )
+    store = open_duckdb_state(tmp_path / "state.duckdb")
+    record_check_results(store, "run-1", report)
+    stored = store._execute(
+        "select check_name, outcome, figure from check_results "
+        "where dataset = %s and check_name like %s order by check_name",
+        ("posts", "author missing%"),
+    ).fetchall()
+    store.close()
+
+    assert [(r.check, r.outcome) for r in report.rows if r.check.startswith("author")] == [
+        ("author missing", "failed"),
+        ("author missing (under_1_percent)", "passed"),
+    ]
+    assert stored == [
+        ("author missing", "failed", 1.0),
+        ("author missing (under_1_percent)", "passed", pytest.approx(100 / 600)),
+    ]
+    assert "- posts: author missing failed (figure 1)" in report.failure_message().splitlines()
+
+
+def test_several_contract_errors_of_one_dataset_are_all_kept(tmp_path: Path) -> None:
+    report = CheckReport(errors=["posts: first problem", "posts: second problem"])
+    store = open_duckdb_state(tmp_path / "state.duckdb")
+    record_check_results(store, "run-1", report)
+    stored = store._execute(
+        "select check_name, detail from check_results order by check_name"
+    ).fetchall()
+    store.close()
+
+    assert stored == [
+        ("contract error 1", "posts: first problem"),
+        ("contract error 2", "posts: second problem"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("check_type", "column", "name", "qualifier", "label"),
+    [
+        ("missing", "id", "No missing values", None, "id missing"),
+        ("missing", "author", "No missing values", "strict", "author missing (strict)"),
+        ("missing", "author", "authors are known", "strict", "authors are known"),
+        ("row_count", None, "Row count meets expected threshold", None, "row_count"),
+        (
+            "failed_rows",
+            None,
+            "No rows violating the condition",
+            "has_title",
+            "failed_rows (has_title)",
+        ),
+    ],
+)
+def test_a_check_is_labelled_by_its_name_else_its_type_column_and_qualifier(
+    check_type: str, column: str | None, name: str, qualifier: str | None, label: str
+) -> None:
+    assert check_label(check_type, column, name, qualifier) == label
