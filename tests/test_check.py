@@ -360,3 +360,28 @@ def test_a_check_is_labelled_by_its_name_else_its_type_column_and_qualifier(
     check_type: str, column: str | None, name: str, qualifier: str | None, label: str
 ) -> None:
     assert check_label(check_type, column, name, qualifier) == label
+
+
+def test_an_empty_mart_fails_the_gate_when_the_extract_found_its_kind(
+    sample_lake: tuple[LocalLake, list[str]],
+) -> None:
+    """The model writes no file for an empty mart; the check still runs its contract, on an
+    empty table of the mart's schema."""
+    lake, dts = sample_lake
+    modeled = run_models(lake, dts)
+    keys = {**modeled.curated_keys, "comments": []}
+    del keys["subreddit_daily"]
+
+    report = check_task.fn(lake, dts, keys, SAMPLE_SUBREDDITS, list(settings.KINDS))
+
+    assert {row.dataset for row in report.rows} == set(DATASETS)
+    lines = report.failure_message().splitlines()
+    assert "- comments: row_count failed (figure 0)" in lines
+    assert "- subreddit_daily: row_count failed (figure 0)" in lines
+    schema = next(r for r in report.rows if r.dataset == "comments" and r.check == "schema")
+    assert schema.outcome == "passed"  # the empty table has the mart's columns and types
+    with pytest.raises(QualityGateFailed, match="comments: row_count failed"):
+        enforce(report)
+    # A run that found no comments at all has nothing to complain about in `comments`.
+    quiet = check_task.fn(lake, dts, keys, SAMPLE_SUBREDDITS, ["posts"])
+    assert not [r for r in quiet.failures if r.dataset == "comments"]
