@@ -16,24 +16,30 @@ import os
 os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
 
 import re
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import duck, settings
-from tasks.lake import Lake, readable_path
-from tasks.model import MART_MODELS, register_processed
+from tasks.check_sources import (
+    DATASETS,
+    CheckEngine,
+    CheckSource,
+    duckdb_source,
+    lake_source,
+    postgres_source,
+)
+from tasks.lake import Lake
+
+__all__ = ["CheckSource", "duckdb_source", "lake_source", "postgres_source"]
 
 CONTRACTS_DIR = settings.PROJECT_DIR / "contracts"
-DATASETS = ("processed_posts", "processed_comments", "posts", "comments", "subreddit_daily")
 # Which extracted kind feeds a dataset: its row count must be above zero only when the
 # extract found items of that kind (a run given only a submissions dump has no comments).
 DATASET_KIND = {
@@ -49,10 +55,13 @@ ARTIFACT_KEY = "reddit-pipeline-quality"
 # Contracts spell types the DuckDB way; Soda's schema check compares names (with a few
 # synonyms per engine), so an engine that spells a type differently gets it translated here.
 # PostgreSQL reports `text` and `double precision`, which Soda does not equate with
-# `varchar` and `double`.
+# `varchar` and `double`; Redshift `double precision` (Soda equates its `character varying`
+# with `varchar`); Athena's names are DuckDB's (Soda equates `string` with `varchar`).
 TYPE_ALIASES: dict[str, dict[str, str]] = {
     "duckdb": {},
     "postgres": {"varchar": "text", "double": "double precision"},
+    "redshift": {"double": "double precision"},
+    "athena": {},
 }
 SEVERITY = {"fail": "error", "warn": "warning"}
 # The names Soda gives checks a contract did not name (soda_core's CheckImpl defaults).
@@ -75,17 +84,6 @@ class QualityGateFailed(RuntimeError):
     def __init__(self, report: CheckReport) -> None:
         super().__init__(report.failure_message())
         self.report = report
-
-
-@dataclass(frozen=True)
-class CheckSource:
-    """Where the contracts run: a Soda data source and the dataset prefix on it (DuckDB
-    `main`; PostgreSQL `<database>/<schema>`)."""
-
-    impl: Any
-    engine: str
-    namespace: str
-    name: str = "reddit"
 
 
 @dataclass(frozen=True)
@@ -232,6 +230,7 @@ def _variables(
     return {
         "data_source": source.name,
         "namespace": source.namespace,
+        "schema": source.namespace.rsplit("/", 1)[-1],
         "min_rows": 1 if expect_rows else 0,
         "subreddits_filtered": "true" if names else "false",
         "subreddits": ", ".join(duck.quote_literal(n) for n in names) or "''",
@@ -296,83 +295,7 @@ def _unique_labels(rows: list[CheckRow]) -> list[CheckRow]:
     return unique
 
 
-# -- data sources -----------------------------------------------------------------------------
-
-
-def _load_soda() -> None:
-    """Import soda_core before a data source plugin: importing the plugin first makes Soda
-    load its plugin entry points from a half-imported module (a circular-import warning)."""
-    import soda_core.contracts.contract_verification  # noqa: F401
-
-
-def duckdb_source(con: duckdb.DuckDBPyConnection, name: str = "reddit") -> CheckSource:
-    """The contracts over tables (or views) in an open DuckDB connection, e.g. the one
-    tasks.model.build_models filled."""
-    _load_soda()
-    from soda_duckdb.common.data_sources.duckdb_data_source import DuckDBDataSourceImpl
-
-    return CheckSource(DuckDBDataSourceImpl.from_existing_cursor(con, name), "duckdb", "main", name)
-
-
-def postgres_source(dsn: str, schema: str = "public", name: str = "reddit") -> CheckSource:
-    """The contracts over tables in a PostgreSQL schema, from a libpq DSN or URL."""
-    _load_soda()
-    from psycopg.conninfo import conninfo_to_dict
-    from soda_postgres.common.data_sources.postgres_data_source import PostgresDataSourceImpl
-    from soda_postgres.common.data_sources.postgres_data_source_connection import (
-        PostgresDataSource,
-    )
-
-    params = conninfo_to_dict(dsn)
-    connection = {
-        "host": params.get("host", "localhost"),
-        "port": int(params.get("port", 5432)),
-        "database": params.get("dbname", params.get("user", "postgres")),
-        "user": params.get("user", os.environ.get("USER", "postgres")),
-        # Soda's model insists on a password field; an empty one suits trust/peer auth.
-        "password": params.get("password", os.environ.get("PGPASSWORD", "")),
-    }
-    model = PostgresDataSource(name=name, type="postgres", connection=connection)
-    namespace = f"{connection['database']}/{schema}"
-    return CheckSource(PostgresDataSourceImpl(data_source_model=model), "postgres", namespace, name)
-
-
-@contextmanager
-def lake_source(
-    lake: Lake, dts: Sequence[str], curated_keys: Mapping[str, Sequence[str]]
-) -> Iterator[CheckSource]:
-    """An in-memory DuckDB over the run's files: processed Parquet of the given days (the
-    same tables the model read) and the curated Parquet the model wrote. Works whichever
-    engine produced the files, since it reads only the lake."""
-    con = duck.connect()
-    try:
-        register_processed(con, lake, list(dts))
-        with tempfile.TemporaryDirectory(prefix="reddit-check-") as tmp:
-            for model in MART_MODELS:
-                keys = curated_keys.get(model) or []
-                if not keys:
-                    # The model wrote no file for an empty mart: check an empty table of
-                    # the mart's schema, so `row_count` fails when the extract found data.
-                    con.execute(f"create or replace table {model} ({_empty_columns(model)})")
-                    continue
-                paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
-                con.execute(
-                    f"create or replace table {model} as select * exclude (dt) from "
-                    f"read_parquet({duck.path_list(paths)}, hive_partitioning = true)"
-                )
-        yield duckdb_source(con)
-    finally:
-        con.close()
-
-
-def _empty_columns(model: str) -> str:
-    """The mart's columns with their DuckDB types, as the models build them."""
-    from tasks.dialects import model_schemas
-
-    return ", ".join(f'"{name}" {kind}' for name, kind in model_schemas()[model].items())
-
-
-@task(name="check", cache_policy=NO_CACHE)
+@task(name="check", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def check_task(
     lake: Lake,
     dts: list[str],
@@ -380,10 +303,14 @@ def check_task(
     subreddits: list[str],
     kinds_found: list[str],
     max_age_hours: float = 48.0,
+    engine: CheckEngine | None = None,
 ) -> CheckReport:
     """Run all five contracts on the run's files, an empty mart included; returns the report,
-    raises nothing (the flow publishes and records it, then calls `enforce`)."""
-    with lake_source(lake, dts, curated_keys) as source:
+    raises nothing (the flow publishes and records it, then calls `enforce`). `engine`: where
+    they run (tasks.check_sources.build_check_engine); default DuckDB over the lake. Retried
+    once, for a briefly unreachable engine: a failed check is a result, not an exception."""
+    open_source = engine.open if engine else partial(lake_source, lake)
+    with open_source(dts, curated_keys) as source:
         return run_checks(
             source, subreddits=subreddits, kinds_found=kinds_found, max_age_hours=max_age_hours
         )
