@@ -3,6 +3,9 @@ pipeline functions built from the bundled sample."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -385,3 +388,29 @@ def test_an_empty_mart_fails_the_gate_when_the_extract_found_its_kind(
     # A run that found no comments at all has nothing to complain about in `comments`.
     quiet = check_task.fn(lake, dts, keys, SAMPLE_SUBREDDITS, ["posts"])
     assert not [r for r in quiet.failures if r.dataset == "comments"]
+
+
+def test_importing_the_check_module_turns_soda_telemetry_off_before_soda_loads() -> None:
+    """conftest sets the variable for the suite, which would hide a regression: a fresh
+    interpreter without it imports tasks.check, then soda."""
+    script = (
+        "import os, sys\n"
+        "import tasks.check\n"
+        "print(os.environ.get('SODA_CORE_TELEMETRY_ENABLED'))\n"
+        "print(any(m == 'soda_core' or m.startswith('soda_core.') for m in sys.modules))\n"
+        "from soda_core.common.env_config_helper import EnvConfigHelper\n"
+        "print(bool(EnvConfigHelper().soda_core_telemetry_enabled))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SODA_CORE_TELEMETRY_ENABLED"}
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=settings.PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["false", "False", "False"]
