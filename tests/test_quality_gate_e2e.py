@@ -245,3 +245,49 @@ def test_damage_between_model_and_check_fails_the_flow_and_names_the_check(
         }
     ]
     assert event.payload["summary"] == expected.removeprefix("- ")
+
+
+def test_the_flow_checks_on_postgresql_when_told_and_stops_the_load_there(
+    prefect_api: str,
+    paths: dict[str, Path],
+    tmp_path: Path,
+    pg_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """check_engine 'postgres': the run's data is copied into reddit_check on the warehouse
+    server and Soda's PostgreSQL data source finds the damage there."""
+    import psycopg
+
+    now = time.time()
+    config = {
+        "source": "dump",
+        "subreddits": ["python"],
+        "warehouse": "postgres",
+        "warehouse_dsn": pg_dsn,
+        "check_engine": "postgres",
+        **paths,
+    }
+    first = write_dump(
+        tmp_path / "a" / "python_submissions.zst", [_post(i, now - 7200 + i) for i in range(5)]
+    )
+    assert reddit_pipeline(PipelineConfig(dump_paths=[first], **config)).status == "completed"
+    real_model_task = tasks.engines.model_task
+
+    def model_then_damage(lake: Lake, dts: list[str]) -> ModelResult:
+        result = real_model_task(lake, dts)
+        _append_row(lake, result.curated_keys["posts"][0], lambda row: row)
+        return result
+
+    monkeypatch.setattr(tasks.engines, "model_task", model_then_damage)
+    second = write_dump(
+        tmp_path / "b" / "python_submissions.zst", [_post(i, now - 3600 + i) for i in range(5, 9)]
+    )
+    with pytest.raises(QualityGateFailed) as failure:
+        reddit_pipeline(PipelineConfig(dump_paths=[second], **config))
+
+    assert "- posts: id duplicate failed (figure 1)" in str(failure.value).splitlines()
+    with psycopg.connect(pg_dsn) as pg:
+        assert pg.execute("select count(*) from public.posts").fetchone() == (5,)
+        # The day's mart: both runs' posts (the model rebuilds whole days), one twice.
+        checked = pg.execute("select count(*), count(distinct id) from reddit_check.posts")
+        assert checked.fetchone() == (10, 9)
