@@ -21,6 +21,7 @@ import os
 # Soda Core sends telemetry on import unless told not to (see tasks/check.py).
 os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
 
+import json
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -93,13 +94,18 @@ def data_source_yaml(kind: str, connection: Mapping[str, Any], name: str = "redd
     lines = [f"name: {name}", f"type: {kind}", "connection:"]
     for key, value in connection.items():
         if value is not None:
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            lines.append(f"  {key}: {text if text.startswith('${') else _yaml_scalar(text)}")
+            lines.append(f"  {key}: {_yaml_scalar(value)}")
     return "\n".join(lines) + "\n"
 
 
-def _yaml_scalar(text: str) -> str:
-    return text if text.replace("-", "").replace("_", "").replace(".", "").isalnum() else repr(text)
+def _yaml_scalar(value: Any) -> str:
+    """Numbers and booleans bare, `${...}` references bare, any other text as a JSON string
+    (a valid YAML scalar whatever characters it holds)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int) or str(value).startswith("${"):
+        return str(value)
+    return json.dumps(str(value))
 
 
 def soda_data_source(yaml_text: str, secrets: Mapping[str, SecretStr | None] | None = None) -> Any:
