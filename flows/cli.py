@@ -121,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw-codec", choices=["gzip", "zstd"], help="codec of raw batches (default gzip)"
     )
     parser.add_argument(
+        "--check-engine",
+        choices=["auto", "duckdb", "athena", "postgres", "redshift"],
+        help="where the data contracts run (default auto: Athena when the models run there, "
+        "else DuckDB over the lake); postgres and redshift use the warehouse settings",
+    )
+    parser.add_argument(
+        "--check-schema",
+        metavar="NAME",
+        help="schema of the checked tables for --check-engine postgres (default reddit_check, "
+        "replaced every run) or redshift (required), the Glue database of the views for athena",
+    )
+    parser.add_argument(
         "--full-refresh",
         action="store_true",
         help="ignore the watermarks and re-read the whole window",
@@ -152,6 +164,8 @@ def parse_config(argv: list[str] | None = None) -> PipelineConfig:
         "reddit_rate_limit_wait": args.reddit_rate_limit_wait,
         "comment_tree_posts": args.comment_tree,
         "state_lock_wait": args.state_lock_wait,
+        "check_engine": args.check_engine,
+        "check_schema": args.check_schema,
     }
     try:
         config = PipelineConfig(**{k: v for k, v in values.items() if v is not None})

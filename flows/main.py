@@ -32,7 +32,6 @@ from tasks.dumps import check_dump, dump_kind
 from tasks.engines import Engines, build_engines, stop_glue_runs_hook
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
 from tasks.faults import crash_point
-from tasks.lake import Lake
 from tasks.process import ProcessResult
 from tasks.stage import Window, stage_dump_task
 from tasks.state import (
@@ -167,7 +166,7 @@ def _run_stages(
         log.info("Modeled %s", ", ".join(f"{m} {n}" for m, n in modeled.rows.items()))
         crash_point("after:model")
         with _timed(summary, "check"):
-            report = _quality_gate(config, lake, dts, modeled.curated_keys, state, summary)
+            report = _quality_gate(config, engines, dts, modeled.curated_keys, state, summary)
         enforce(report)  # QualityGateFailed: no load, no watermark commit, the run fails
         with _timed(summary, "load"):
             summary.load = engines.load(modeled.curated_keys, summary.run_id)
@@ -204,7 +203,7 @@ def _report_slowdown(state: StateStore, summary: RunSummary) -> None:
 
 def _quality_gate(
     config: PipelineConfig,
-    lake: Lake,
+    engines: Engines,
     dts: list[str],
     curated_keys: dict[str, list[str]],
     state: StateStore,
@@ -213,12 +212,13 @@ def _quality_gate(
     """Run the contracts, publish and record the results; the caller enforces them."""
     kinds_found = sorted({s.kind for s in summary.stages if sum(s.staged.values())})
     report = check_task(
-        lake,
+        engines.lake,
         dts,
         curated_keys,
         config.subreddits,
         kinds_found,
         config.freshness_max_age.total_seconds() / 3600,
+        engines.check,
     )
     publish_check_results(report, summary.run_id)
     record_check_results(state, summary.run_id, report)

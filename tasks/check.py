@@ -16,24 +16,30 @@ import os
 os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
 
 import re
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import duck, settings
-from tasks.lake import Lake, readable_path
-from tasks.model import register_processed
+
+# The data sources live in tasks.check_sources; callers may import them from here too.
+from tasks.check_sources import (  # noqa: F401
+    DATASETS,
+    CheckEngine,
+    CheckSource,
+    duckdb_source,
+    lake_source,
+    postgres_source,
+)
+from tasks.lake import Lake
 
 CONTRACTS_DIR = settings.PROJECT_DIR / "contracts"
-DATASETS = ("processed_posts", "processed_comments", "posts", "comments", "subreddit_daily")
 # Which extracted kind feeds a dataset: its row count must be above zero only when the
 # extract found items of that kind (a run given only a submissions dump has no comments).
 DATASET_KIND = {
@@ -49,14 +55,27 @@ ARTIFACT_KEY = "reddit-pipeline-quality"
 # Contracts spell types the DuckDB way; Soda's schema check compares names (with a few
 # synonyms per engine), so an engine that spells a type differently gets it translated here.
 # PostgreSQL reports `text` and `double precision`, which Soda does not equate with
-# `varchar` and `double`.
+# `varchar` and `double`; Redshift `double precision` (Soda equates its `character varying`
+# with `varchar`); Athena's names are DuckDB's (Soda equates `string` with `varchar`).
 TYPE_ALIASES: dict[str, dict[str, str]] = {
     "duckdb": {},
     "postgres": {"varchar": "text", "double": "double precision"},
+    "redshift": {"double": "double precision"},
+    "athena": {},
 }
 SEVERITY = {"fail": "error", "warn": "warning"}
-# Dataset-level check types whose default Soda name says less than the type itself.
-GENERIC_NAMES = ("schema", "row_count")
+# The names Soda gives checks a contract did not name (soda_core's CheckImpl defaults).
+SODA_DEFAULT_NAMES = {
+    "schema": "Schema matches expected structure",
+    "row_count": "Row count meets expected threshold",
+    "freshness": "Data is fresh",
+    "missing": "No missing values",
+    "invalid": "No invalid values",
+    "duplicate": "No duplicate values",
+    "aggregate": "Metric function meets threshold",
+    "metric": "Metric meets threshold",
+    "failed_rows": "No rows violating the condition",
+}
 
 
 class QualityGateFailed(RuntimeError):
@@ -65,17 +84,6 @@ class QualityGateFailed(RuntimeError):
     def __init__(self, report: CheckReport) -> None:
         super().__init__(report.failure_message())
         self.report = report
-
-
-@dataclass(frozen=True)
-class CheckSource:
-    """Where the contracts run: a Soda data source and the dataset prefix on it (DuckDB
-    `main`; PostgreSQL `<database>/<schema>`)."""
-
-    impl: Any
-    engine: str
-    namespace: str
-    name: str = "reddit"
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,21 @@ class CheckReport:
     def table(self) -> list[dict[str, Any]]:
         return [asdict(row) for row in self.rows]
 
+    def error_rows(self) -> list[CheckRow]:
+        """Contract errors as rows, numbered per dataset (`contract error 1`, ...) so that
+        several errors of one contract are all kept."""
+        counts: dict[str, int] = {}
+        rows = []
+        for error in self.errors:
+            dataset = error.split(":", 1)[0]
+            counts[dataset] = counts.get(dataset, 0) + 1
+            rows.append(
+                CheckRow(
+                    dataset, f"contract error {counts[dataset]}", "error", "error", None, error
+                )
+            )
+        return rows
+
 
 def run_checks(
     source: CheckSource,
@@ -183,6 +206,7 @@ def run_checks(
         for contract_result in result.contract_verification_results:
             report.rows += [_row(dataset, r) for r in contract_result.check_results]
         report.errors += [f"{dataset}: {e}" for e in result.get_errors()]
+    report.rows = _unique_labels(report.rows)
     return report
 
 
@@ -206,6 +230,7 @@ def _variables(
     return {
         "data_source": source.name,
         "namespace": source.namespace,
+        "schema": source.namespace.rsplit("/", 1)[-1],
         "min_rows": 1 if expect_rows else 0,
         "subreddits_filtered": "true" if names else "false",
         "subreddits": ", ".join(duck.quote_literal(n) for n in names) or "''",
@@ -231,16 +256,13 @@ def _translate_types(text: str, aliases: Mapping[str, str]) -> str:
 def _row(dataset: str, result: Any) -> CheckRow:
     check = result.check
     level = check.threshold.level if check.threshold else "fail"
-    label = f"{check.column_name} {check.type}" if check.column_name else check.type
-    if not check.column_name and check.name and check.type not in GENERIC_NAMES:
-        label = check.name
     outcome = result.outcome.value.lower().replace("_", " ").replace("warn", "warned")
     detail = ""
     if outcome != "passed" and check.type == "schema":
         detail = result.log_table_row_diagnostics(verbose=False).replace("\n", "; ")
     return CheckRow(
         dataset=dataset,
-        check=label,
+        check=check_label(check.type, check.column_name, check.name, check.qualifier),
         outcome=outcome,
         severity=SEVERITY.get(str(level).lower(), "error"),
         figure=result.threshold_value,
@@ -248,72 +270,32 @@ def _row(dataset: str, result: Any) -> CheckRow:
     )
 
 
-# -- data sources -----------------------------------------------------------------------------
+def check_label(
+    check_type: str, column: str | None, name: str | None, qualifier: str | None
+) -> str:
+    """What a check is called in messages, artifacts and `check_results`: the contract's
+    `name:` when it gives one, else the type (and column), with the qualifier that tells two
+    checks of one type apart. Soda fills in a generic name ("No missing values") when the
+    contract gives none; that one says less than `id missing`."""
+    if name and name not in (SODA_DEFAULT_NAMES.get(check_type), check_type):
+        return name
+    label = f"{column} {check_type}" if column else check_type
+    return f"{label} ({qualifier})" if qualifier else label
 
 
-def _load_soda() -> None:
-    """Import soda_core before a data source plugin: importing the plugin first makes Soda
-    load its plugin entry points from a half-imported module (a circular-import warning)."""
-    import soda_core.contracts.contract_verification  # noqa: F401
+def _unique_labels(rows: list[CheckRow]) -> list[CheckRow]:
+    """`check_results` is keyed by (run, dataset, check): two checks that share a label (the
+    same `name:` given twice) are numbered rather than overwrite each other."""
+    seen: dict[tuple[str, str], int] = {}
+    unique = []
+    for row in rows:
+        key = (row.dataset, row.check)
+        seen[key] = seen.get(key, 0) + 1
+        unique.append(row if seen[key] == 1 else replace(row, check=f"{row.check} #{seen[key]}"))
+    return unique
 
 
-def duckdb_source(con: duckdb.DuckDBPyConnection, name: str = "reddit") -> CheckSource:
-    """The contracts over tables (or views) in an open DuckDB connection, e.g. the one
-    tasks.model.build_models filled."""
-    _load_soda()
-    from soda_duckdb.common.data_sources.duckdb_data_source import DuckDBDataSourceImpl
-
-    return CheckSource(DuckDBDataSourceImpl.from_existing_cursor(con, name), "duckdb", "main", name)
-
-
-def postgres_source(dsn: str, schema: str = "public", name: str = "reddit") -> CheckSource:
-    """The contracts over tables in a PostgreSQL schema, from a libpq DSN or URL."""
-    _load_soda()
-    from psycopg.conninfo import conninfo_to_dict
-    from soda_postgres.common.data_sources.postgres_data_source import PostgresDataSourceImpl
-    from soda_postgres.common.data_sources.postgres_data_source_connection import (
-        PostgresDataSource,
-    )
-
-    params = conninfo_to_dict(dsn)
-    connection = {
-        "host": params.get("host", "localhost"),
-        "port": int(params.get("port", 5432)),
-        "database": params.get("dbname", params.get("user", "postgres")),
-        "user": params.get("user", os.environ.get("USER", "postgres")),
-        # Soda's model insists on a password field; an empty one suits trust/peer auth.
-        "password": params.get("password", os.environ.get("PGPASSWORD", "")),
-    }
-    model = PostgresDataSource(name=name, type="postgres", connection=connection)
-    namespace = f"{connection['database']}/{schema}"
-    return CheckSource(PostgresDataSourceImpl(data_source_model=model), "postgres", namespace, name)
-
-
-@contextmanager
-def lake_source(
-    lake: Lake, dts: Sequence[str], curated_keys: Mapping[str, Sequence[str]]
-) -> Iterator[CheckSource]:
-    """An in-memory DuckDB over the run's files: processed Parquet of the given days (the
-    same tables the model read) and the curated Parquet the model wrote. Works whichever
-    engine produced the files, since it reads only the lake."""
-    con = duck.connect()
-    try:
-        register_processed(con, lake, list(dts))
-        with tempfile.TemporaryDirectory(prefix="reddit-check-") as tmp:
-            for model, keys in curated_keys.items():
-                if not keys:
-                    continue  # no rows for this mart: its contract is skipped (see check_task)
-                paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
-                con.execute(
-                    f"create or replace table {model} as select * exclude (dt) from "
-                    f"read_parquet({duck.path_list(paths)}, hive_partitioning = true)"
-                )
-        yield duckdb_source(con)
-    finally:
-        con.close()
-
-
-@task(name="check", cache_policy=NO_CACHE)
+@task(name="check", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def check_task(
     lake: Lake,
     dts: list[str],
@@ -321,17 +303,16 @@ def check_task(
     subreddits: list[str],
     kinds_found: list[str],
     max_age_hours: float = 48.0,
+    engine: CheckEngine | None = None,
 ) -> CheckReport:
-    """Run every contract on the run's files; returns the report, raises nothing (the flow
-    publishes and records it, then calls `enforce`)."""
-    with lake_source(lake, dts, curated_keys) as source:
-        datasets = [d for d in DATASETS if d.startswith("processed_") or curated_keys.get(d)]
+    """Run all five contracts on the run's files, an empty mart included; returns the report,
+    raises nothing (the flow publishes and records it, then calls `enforce`). `engine`: where
+    they run (tasks.check_sources.build_check_engine); default DuckDB over the lake. Retried
+    once, for a briefly unreachable engine: a failed check is a result, not an exception."""
+    open_source = engine.open if engine else partial(lake_source, lake)
+    with open_source(dts, curated_keys) as source:
         return run_checks(
-            source,
-            subreddits=subreddits,
-            kinds_found=kinds_found,
-            max_age_hours=max_age_hours,
-            datasets=datasets,
+            source, subreddits=subreddits, kinds_found=kinds_found, max_age_hours=max_age_hours
         )
 
 
@@ -411,9 +392,7 @@ def record_check_results(store: Any, run_id: str, report: CheckReport) -> None:
     """Keep the run's check rows for history; a retried check stage overwrites its rows."""
     ensure_check_results_table(store)
     checked_at = datetime.now(UTC).replace(tzinfo=None)
-    rows = list(report.rows) + [
-        CheckRow(e.split(":", 1)[0], "contract", "error", "error", None, e) for e in report.errors
-    ]
+    rows = list(report.rows) + report.error_rows()
     for row in rows:
         store._execute(
             "insert into check_results (run_id, checked_at, dataset, check_name, outcome, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ LakeKind = Literal["local", "s3"]
 ProcessEngine = Literal["duckdb", "glue"]
 ModelEngine = Literal["duckdb", "athena"]
 WarehouseKind = Literal["duckdb", "postgres", "redshift"]
+CheckEngineName = Literal["auto", "duckdb", "athena", "postgres", "redshift"]
 
 # Reddit's rule for subreddit names: 3 to 21 letters, digits or underscores
 # (a few historic names are 2 characters long, e.g. r/de, r/tr).
@@ -139,6 +141,20 @@ class PipelineConfig(BaseModel):
         description="PostgreSQL DSN of the warehouse when no block is named. Also read from "
         "REDDIT_PIPELINE_WAREHOUSE_DSN.",
     )
+    check_engine: CheckEngineName = Field(
+        "auto",
+        description="Where the data contracts run. 'auto': Athena when model_engine is "
+        "Athena, else DuckDB over the lake's Parquet. 'postgres': the run's processed and "
+        "curated data copied into check_schema on the warehouse PostgreSQL (warehouse_block "
+        "or warehouse_dsn). 'redshift': tables named like the datasets in check_schema of "
+        "the RedshiftWarehouse block, which you keep filled.",
+    )
+    check_schema: str | None = Field(
+        None,
+        description="check_engine 'postgres': the schema the check replaces every run "
+        "(default reddit_check); 'redshift': the schema holding the datasets (required); "
+        "'athena': the Glue database for the run's views (default <database>_check).",
+    )
     raw_codec: RawCodec = Field(
         "gzip",
         description="Codec of raw NDJSON batches. gzip is read by every engine; zstd is faster "
@@ -153,8 +169,6 @@ class PipelineConfig(BaseModel):
     @field_validator("subreddits")
     @classmethod
     def _check_subreddits(cls, names: list[str]) -> list[str]:
-        import re
-
         cleaned = []
         for name in names:
             bare = name.strip().removeprefix("/").removeprefix("r/")
@@ -169,8 +183,6 @@ class PipelineConfig(BaseModel):
     @field_validator("comment_tree_posts")
     @classmethod
     def _check_post_ids(cls, ids: list[str]) -> list[str]:
-        import re
-
         cleaned = []
         for post_id in ids:
             bare = post_id.strip().lower()
@@ -181,6 +193,16 @@ class PipelineConfig(BaseModel):
                 )
             cleaned.append(bare.removeprefix("t3_"))
         return list(dict.fromkeys(cleaned))
+
+    @field_validator("check_schema")
+    @classmethod
+    def _check_schema_identifier(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-z_][a-z0-9_]{0,62}$", value):
+            raise ValueError(
+                f"check_schema must be a lower-case SQL identifier (e.g. reddit_check), "
+                f"got {value!r}"
+            )
+        return value
 
     @field_validator("since", "until")
     @classmethod
@@ -212,6 +234,11 @@ class PipelineConfig(BaseModel):
             )
         if self.model_engine == "athena" and not self.athena_block:
             raise ValueError("model_engine 'athena' needs athena_block, an AthenaEngine block")
+        if self.check_engine == "athena" and self.model_engine != "athena":
+            raise ValueError(
+                "check_engine 'athena' checks the Athena model's tables: it needs "
+                "model_engine 'athena' (or use check_engine 'auto')"
+            )
         if self.source == "api" and not self.subreddits:
             raise ValueError("source 'api' needs at least one subreddit")
         if self.comment_tree_posts and self.source in ("sample", "dump"):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.check_sources import CheckEngine, build_check_engine
 from tasks.config import PipelineConfig
 from tasks.lake import Lake, LocalLake
 from tasks.load import LoadResult, load_task
@@ -32,6 +33,8 @@ class Engines:
     # The DuckDB engine processes each chunk while staging it (its JSON is parsed there
     # anyway); then `process` is only for reprocessing the raw layer.
     process_while_staging: bool = False
+    # Where the data contracts run (None: DuckDB over the lake).
+    check: CheckEngine | None = None
 
 
 def aws_credentials(config: PipelineConfig) -> Any:
@@ -79,7 +82,11 @@ def build_engines(config: PipelineConfig) -> Engines:
         model = _athena_model(config, lake, lake_uri)
 
     load, description["warehouse"] = _warehouse(config, lake, lake_uri)
-    return Engines(lake, process, model, load, description, config.process_engine == "duckdb")
+    check = build_check_engine(config, lake)
+    description["check"] = check.description
+    return Engines(
+        lake, process, model, load, description, config.process_engine == "duckdb", check
+    )
 
 
 def _glue_process(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> ProcessStep:

@@ -3,6 +3,9 @@ pipeline functions built from the bundled sample."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +17,9 @@ import pytest
 from tasks import duck, settings
 from tasks.check import (
     DATASETS,
+    CheckReport,
     QualityGateFailed,
+    check_label,
     check_task,
     duckdb_source,
     enforce,
@@ -272,3 +277,140 @@ def test_a_failed_gate_between_model_and_load_leaves_the_warehouse_unchanged(
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("select count(*) from posts").fetchone() == (600,)
     con.close()
+
+
+def test_two_checks_of_one_type_on_a_column_are_both_reported_and_kept(
+    models: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """A user adds a second `missing` check on `author` (a tolerance in percent); each keeps
+    its own row, so the failed one is never recorded as passed."""
+    contract = (settings.PROJECT_DIR / "contracts" / "posts.yml").read_text()
+    author = "  - name: author\n    data_type: varchar\n"
+    assert author in contract
+    (tmp_path / "posts.yml").write_text(
+        contract.replace(
+            author,
+            author + "    checks:\n"
+            "      - missing:\n"
+            "      - missing:\n"
+            "          qualifier: under_1_percent\n"
+            "          threshold:\n"
+            "            metric: percent\n"
+            "            must_be_less_than: 1\n",
+        )
+    )
+    models.execute("update posts set author = null where id = (select min(id) from posts)")
+
+    report = run_checks(
+        duckdb_source(models),
+        subreddits=SAMPLE_SUBREDDITS,
+        now=SAMPLE_NOW,
+        datasets=["posts"],
+        contracts_dir=tmp_path,
+    )
+    store = open_duckdb_state(tmp_path / "state.duckdb")
+    record_check_results(store, "run-1", report)
+    stored = store._execute(
+        "select check_name, outcome, figure from check_results "
+        "where dataset = %s and check_name like %s order by check_name",
+        ("posts", "author missing%"),
+    ).fetchall()
+    store.close()
+
+    assert [(r.check, r.outcome) for r in report.rows if r.check.startswith("author")] == [
+        ("author missing", "failed"),
+        ("author missing (under_1_percent)", "passed"),
+    ]
+    assert stored == [
+        ("author missing", "failed", 1.0),
+        ("author missing (under_1_percent)", "passed", pytest.approx(100 / 600)),
+    ]
+    assert "- posts: author missing failed (figure 1)" in report.failure_message().splitlines()
+
+
+def test_several_contract_errors_of_one_dataset_are_all_kept(tmp_path: Path) -> None:
+    report = CheckReport(errors=["posts: first problem", "posts: second problem"])
+    store = open_duckdb_state(tmp_path / "state.duckdb")
+    record_check_results(store, "run-1", report)
+    stored = store._execute(
+        "select check_name, detail from check_results order by check_name"
+    ).fetchall()
+    store.close()
+
+    assert stored == [
+        ("contract error 1", "posts: first problem"),
+        ("contract error 2", "posts: second problem"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("check_type", "column", "name", "qualifier", "label"),
+    [
+        ("missing", "id", "No missing values", None, "id missing"),
+        ("missing", "author", "No missing values", "strict", "author missing (strict)"),
+        ("missing", "author", "authors are known", "strict", "authors are known"),
+        ("row_count", None, "Row count meets expected threshold", None, "row_count"),
+        (
+            "failed_rows",
+            None,
+            "No rows violating the condition",
+            "has_title",
+            "failed_rows (has_title)",
+        ),
+    ],
+)
+def test_a_check_is_labelled_by_its_name_else_its_type_column_and_qualifier(
+    check_type: str, column: str | None, name: str, qualifier: str | None, label: str
+) -> None:
+    assert check_label(check_type, column, name, qualifier) == label
+
+
+def test_an_empty_mart_fails_the_gate_when_the_extract_found_its_kind(
+    sample_lake: tuple[LocalLake, list[str]],
+) -> None:
+    """The model writes no file for an empty mart; the check still runs its contract, on an
+    empty table of the mart's schema."""
+    lake, dts = sample_lake
+    modeled = run_models(lake, dts)
+    keys = {**modeled.curated_keys, "comments": []}
+    del keys["subreddit_daily"]
+
+    report = check_task.fn(lake, dts, keys, SAMPLE_SUBREDDITS, list(settings.KINDS))
+
+    assert {row.dataset for row in report.rows} == set(DATASETS)
+    lines = report.failure_message().splitlines()
+    assert "- comments: row_count failed (figure 0)" in lines
+    assert "- subreddit_daily: row_count failed (figure 0)" in lines
+    schema = next(r for r in report.rows if r.dataset == "comments" and r.check == "schema")
+    assert schema.outcome == "passed"  # the empty table has the mart's columns and types
+    with pytest.raises(QualityGateFailed, match="comments: row_count failed"):
+        enforce(report)
+    # A run that found no comments at all has nothing to complain about in `comments`.
+    quiet = check_task.fn(lake, dts, keys, SAMPLE_SUBREDDITS, ["posts"])
+    assert not [r for r in quiet.failures if r.dataset == "comments"]
+
+
+def test_importing_the_check_module_turns_soda_telemetry_off_before_soda_loads() -> None:
+    """conftest sets the variable for the suite, which would hide a regression: a fresh
+    interpreter without it imports tasks.check, then soda."""
+    script = (
+        "import os, sys\n"
+        "import tasks.check\n"
+        "print(os.environ.get('SODA_CORE_TELEMETRY_ENABLED'))\n"
+        "print(any(m == 'soda_core' or m.startswith('soda_core.') for m in sys.modules))\n"
+        "from soda_core.common.env_config_helper import EnvConfigHelper\n"
+        "print(bool(EnvConfigHelper().soda_core_telemetry_enabled))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SODA_CORE_TELEMETRY_ENABLED"}
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=settings.PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["false", "False", "False"]
