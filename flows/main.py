@@ -47,7 +47,12 @@ from tasks.summary import RunSummary
 @flow(name="reddit-pipeline", log_prints=True)
 def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     """Extract Reddit items, stage them raw, process, model, load into the warehouse, and
-    advance the watermarks only once the load has committed."""
+    advance the watermarks only once the load has committed.
+
+    Args:
+        config: What to read (source, subreddits, window) and where to write it (lake,
+            warehouse, state); every field is described below. Empty: the bundled sample.
+    """
     config = config or PipelineConfig()
     log = get_run_logger()
     source = resolve_source(config)

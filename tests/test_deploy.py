@@ -284,3 +284,21 @@ asyncio.run(main())
     assert found["daily"]["flow"] == "reddit-pipeline"  # the Airflow DAG's default deployment
     # The Prefect variable made by the bootstrap became the subreddits parameter.
     assert found["incremental"]["params"]["config"]["subreddits"] == ["python", "rust"]
+
+
+def test_every_deployed_flow_describes_every_parameter_for_the_ui() -> None:
+    """The form the Prefect UI shows for a deployment is the flow's parameter schema: each
+    field needs a description (Prefect takes them from the docstring's Args section)."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    files = (PROJECT_DIR / "prefect.yaml", PROJECT_DIR / "prefect.local.yaml")
+    entrypoints = {d["entrypoint"] for path in files for d in deployments_in(path)}
+    undescribed = [
+        (entrypoint, name)
+        for entrypoint in sorted(entrypoints)
+        for name, field in load_flow_from_entrypoint(str(PROJECT_DIR / entrypoint))
+        .parameters.model_dump()["properties"]
+        .items()
+        if not field.get("description")
+    ]
+    assert undescribed == []

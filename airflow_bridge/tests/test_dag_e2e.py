@@ -144,7 +144,7 @@ def test_a_backfill_of_an_earlier_day_after_a_later_one_loads_the_earlier_day(
         "2024-03-06",
     ]
     assert {r["state"]["type"] for r in runs} == {"COMPLETED"}
-    for table, (rows, first, last) in warehouse_windows(warehouse).items():
+    for table, (_rows, first, last) in warehouse_windows(warehouse).items():
         # The earlier day's rows are there, though the later day ran first.
         assert first.startswith("2024-03-05") and last < "2024-03-07", (table, first, last)
 
