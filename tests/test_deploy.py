@@ -302,3 +302,15 @@ def test_every_deployed_flow_describes_every_parameter_for_the_ui() -> None:
         if not field.get("description")
     ]
     assert undescribed == []
+
+
+def test_prefect_yaml_holds_only_production_deployments_on_the_environments_pool() -> None:
+    """`prefect deploy --all` (the deploy workflow) must not bind a deployment to a pool or a
+    folder of the machine it runs on: that is prefect.local.yaml's `local`."""
+    for spec in deployments_in(PROJECT_DIR / "prefect.yaml"):
+        assert spec["work_pool"]["name"] == "{{ $REDDIT_PIPELINE_WORK_POOL }}", spec["name"]
+        steps = spec["pull"]
+        assert steps[-1]["prefect.deployments.steps.set_working_directory"]["directory"] in (
+            "{{ $REDDIT_PIPELINE_PROJECT_DIR }}",
+            "{{ clone.directory }}",
+        ), spec["name"]
