@@ -179,3 +179,23 @@ def test_bootstrap_keeps_schedules_on_when_asked(tmp_path: Path) -> None:
         assert listed.returncode == 0, listed.stderr
     inventory = json.loads(listed.stdout.strip().splitlines()[-1])
     assert inventory["active_schedules"] == sorted(scheduled_deployments())
+
+
+@pytest.mark.e2e
+def test_pool_job_variables_become_defaults_of_the_real_docker_and_ecs_templates(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job templates Prefect's docker worker and prefect-aws's ECS worker ship, not a
+    stand-in: every job variable of prefect.yaml is a key of them."""
+    import asyncio
+
+    from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
+
+    monkeypatch.setenv("REDDIT_PIPELINE_IMAGE", "registry.example/reddit:abc123")
+    monkeypatch.setenv("REDDIT_PIPELINE_ECS_CLUSTER", "reddit")
+    for pool_type in ("process", "docker", "ecs"):
+        wanted = pool_definition(pool_type)["job_variables"]
+        template = asyncio.run(get_default_base_job_template_for_infrastructure_type(pool_type))
+        properties = with_defaults(template, wanted)["variables"]["properties"]
+        assert {k: properties[k]["default"] for k in wanted} == wanted
+    assert wanted["image"] == "registry.example/reddit:abc123"
