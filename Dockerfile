@@ -30,7 +30,7 @@ COPY blocks ./blocks
 COPY sql ./sql
 COPY contracts ./contracts
 COPY data/sample ./data/sample
-COPY prefect.yaml ./
+COPY prefect.yaml prefect.local.yaml ./
 # Editable, in place: tasks/settings.py finds sql/, contracts/ and data/sample/ next to the
 # code, so the code must run from this folder, not from site-packages.
 RUN pip install --no-deps -e . \

@@ -31,9 +31,10 @@ test: $(STAMP) lint
 bridge-test: $(STAMP)
 	airflow_bridge/ci.sh
 
-## create blocks, work pool, Reddit API limit, alerts and deployments on PREFECT_API_URL (idempotent)
+## create blocks, work pool, Reddit API limit, alerts and deployments on PREFECT_API_URL (idempotent);
+## the production schedules stay off unless asked: make deploy-local BOOTSTRAP_ARGS=--activate-schedules
 deploy-local: $(STAMP)
-	$(BIN)/python -m flows.bootstrap
+	$(BIN)/python -m flows.bootstrap $(BOOTSTRAP_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -94,7 +94,15 @@ def reddit_backfill(
     ] = None,
 ) -> list[dict[str, Any]]:
     """Run reddit_pipeline once per part, in order; stop at the first failed part so the
-    watermarks never skip a gap."""
+    watermarks never skip a gap.
+
+    Args:
+        config: The pipeline's config with the window to backfill (since and until), or
+            source 'dump' with the dump files (one part per file).
+        part_days: Days per part of a window.
+        dask_address: Scheduler of a Dask cluster (tcp://host:8786) to run the parts on;
+            default: the environment variable REDDIT_PIPELINE_DASK_ADDRESS, else in this process.
+    """
     log = get_run_logger()
     parts = split_parts(config, part_days)
     address = dask_address or os.environ.get(DASK_ADDRESS_ENV)

@@ -59,7 +59,12 @@ def backup_state_task(config: PipelineConfig) -> BackupResult:
 
 @flow(name="reddit-state-backup", log_prints=True)
 def reddit_state_backup(config: PipelineConfig | None = None) -> BackupResult:
-    """Back up pipeline_runs, watermarks and check_results to backups/state/{timestamp}/."""
+    """Back up pipeline_runs, watermarks and check_results to backups/state/{timestamp}/.
+
+    Args:
+        config: Where the state store is (state_dsn or state_path) and the lake the backup
+            goes to (lake, s3_bucket_block).
+    """
     result = backup_state_task(config or PipelineConfig())
     get_run_logger().info(
         "Backed up the state store to %s: %s",

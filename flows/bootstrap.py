@@ -1,14 +1,20 @@
 """Set up a Prefect server or workspace for the pipeline, idempotently:
 
-    python -m flows.bootstrap                     # process pool, everything in prefect.yaml
+    python -m flows.bootstrap                     # process pool, schedules switched off
+    python -m flows.bootstrap --activate-schedules  # ... with the production schedules on
     python -m flows.bootstrap --pool-type ecs     # the ECS pool (REDDIT_PIPELINE_IMAGE set)
 
 In order: block types; blocks from the environment (RedditCredentials from REDDIT_*,
 AwsCredentials and S3Bucket from AWS_* and REDDIT_PIPELINE_LAKE_BUCKET); the work pool, its job
 defaults taken from prefect.yaml's `definitions.work_pools`; the Reddit API global concurrency
 limit; the Prefect variables the deployments read; the alert automations (tasks.alerts); and
-the deployments (`prefect --no-prompt deploy`). Each step creates what is missing and updates
-what exists, by name, so a second run leaves the same objects and never a duplicate.
+the deployments (`prefect --no-prompt deploy --all`: prefect.yaml, and on the process pool
+also prefect.local.yaml). Each step creates what is missing and updates what exists, by name,
+so a second run leaves the same objects and never a duplicate.
+
+On the process pool (a developer's machine) the schedules of prefect.yaml are switched off
+after the deploy unless --activate-schedules is given: a checkout should not start pulling
+from Reddit every 15 minutes, or backing up to S3, just because it was deployed to try.
 """
 
 from __future__ import annotations
@@ -38,6 +44,11 @@ from prefect.utilities.templating import apply_values
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PREFECT_FILE = PROJECT_DIR / "prefect.yaml"
+# Deployments for this checkout only (the bundled sample), deployed on the process pool.
+LOCAL_PREFECT_FILE = PROJECT_DIR / "prefect.local.yaml"
+# Pool types whose runs need the project's image: without one they would run the stock
+# Prefect image, which has no project code.
+IMAGE_POOL_TYPES = {"docker", "ecs"}
 
 REDDIT_BLOCK = "reddit-credentials"
 AWS_BLOCK = "reddit-aws"
@@ -50,7 +61,6 @@ REDDIT_API_BURST = 10
 REDDIT_API_DECAY_PER_SECOND = 1.6
 SUBREDDITS_VARIABLE = "reddit_subreddits"
 DEFAULT_SUBREDDITS = ["python", "dataengineering"]
-LOCAL_ONLY_DEPLOYMENTS = {"local"}
 
 
 @dataclass
@@ -262,30 +272,60 @@ def ensure_roles(env: Mapping[str, str]) -> str:
     return f"{roles.loader}, {roles.analyst}, {roles.state}"
 
 
-def deployment_names(pool_type: str, prefect_file: Path = PREFECT_FILE) -> list[str]:
-    """Every deployment for the process pool; without it, all but the local ones."""
-    deployments = yaml.safe_load(prefect_file.read_text())["deployments"]
-    names = [d["name"] for d in deployments]
-    if pool_type == "process":
-        return names
-    return [n for n in names if n not in LOCAL_ONLY_DEPLOYMENTS]
+def prefect_files(pool_type: str) -> list[Path]:
+    """prefect.yaml (production) everywhere; prefect.local.yaml too on the process pool."""
+    return [PREFECT_FILE, LOCAL_PREFECT_FILE] if pool_type == "process" else [PREFECT_FILE]
 
 
-def deploy(
-    pool_name: str, pool_type: str, names: list[str], run: Callable = subprocess.run
-) -> None:
-    """`prefect --no-prompt deploy` from the project folder, with the environment the
-    templates in prefect.yaml read."""
+def deployment_names(pool_type: str) -> list[str]:
+    """The deployments the bootstrap makes for this pool type, as the files name them."""
+    return [
+        d["name"]
+        for path in prefect_files(pool_type)
+        for d in yaml.safe_load(path.read_text())["deployments"]
+    ]
+
+
+def deploy(pool_name: str, pool_type: str, run: Callable = subprocess.run) -> None:
+    """`prefect --no-prompt deploy --all` per file, from the project folder, with the
+    environment the templates in the files read."""
     env = {**os.environ, "REDDIT_PIPELINE_WORK_POOL": pool_name, "PWD": str(PROJECT_DIR)}
     if pool_type == "process":
         # The process worker runs this checkout; in an image the image's own path is used.
         env["REDDIT_PIPELINE_PROJECT_DIR"] = str(PROJECT_DIR)
     else:
         env.pop("REDDIT_PIPELINE_PROJECT_DIR", None)
-    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy"]
-    for name in names:
-        command += ["--name", name]
-    run(command, cwd=PROJECT_DIR, env=env, check=True)
+    for path in prefect_files(pool_type):
+        command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"]
+        if path != PREFECT_FILE:
+            command += ["--prefect-file", str(path.relative_to(PROJECT_DIR))]
+        run(command, cwd=PROJECT_DIR, env=env, check=True)
+
+
+async def deactivate_schedules(client: PrefectClient, names: list[str]) -> list[str]:
+    """Switch off every schedule of these deployments (`prefect deploy` switched them on, as
+    prefect.yaml says for production); the server drops the runs they had scheduled."""
+    switched: list[str] = []
+    for flow_name, deployment_name in (n.split("/", 1) for n in names):
+        deployment = await client.read_deployment_by_name(f"{flow_name}/{deployment_name}")
+        for schedule in deployment.schedules:
+            if schedule.active:
+                await client.update_deployment_schedule(deployment.id, schedule.id, active=False)
+                switched.append(deployment_name)
+    return sorted(set(switched))
+
+
+def scheduled_deployments(prefect_file: Path = PREFECT_FILE) -> list[str]:
+    """`flow-name/deployment-name` of each deployment in the file that has a schedule (the
+    flow's name is read from its entrypoint, as `prefect deploy` does)."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    deployments = yaml.safe_load(prefect_file.read_text())["deployments"]
+    return [
+        f"{load_flow_from_entrypoint(str(PROJECT_DIR / d['entrypoint'])).name}/{d['name']}"
+        for d in deployments
+        if d.get("schedules")
+    ]
 
 
 async def _server_objects(pool_name: str, pool_type: str, job_vars: dict, report: Report) -> None:
@@ -294,6 +334,21 @@ async def _server_objects(pool_name: str, pool_type: str, job_vars: dict, report
         report.add(f"work pool {pool_name} ({pool_type}): {pool}")
         report.add(f"concurrency limit {REDDIT_API_LIMIT}: {await ensure_reddit_api_limit(client)}")
         report.add(f"variable {SUBREDDITS_VARIABLE}: {await ensure_variables(client, os.environ)}")
+
+
+async def _switch_off_schedules() -> list[str]:
+    async with get_client() as client:
+        return await deactivate_schedules(client, scheduled_deployments())
+
+
+def require_image(pool_type: str, job_vars: Mapping[str, Any]) -> None:
+    """A docker or ecs pool without the project's image would run the stock Prefect image,
+    where every run fails on a missing module: refuse up front, saying what to set."""
+    if pool_type in IMAGE_POOL_TYPES and not job_vars.get("image"):
+        raise ValueError(
+            f"--pool-type {pool_type} needs the project's image: set REDDIT_PIPELINE_IMAGE "
+            "(e.g. registry.example/reddit-pipeline:<git sha>, built from the Dockerfile)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,10 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-type", choices=["process", "docker", "ecs"], default="process")
     parser.add_argument("--pool-name", help="default: the name in prefect.yaml for the type")
     parser.add_argument("--no-deploy", action="store_true", help="skip `prefect deploy`")
+    parser.add_argument(
+        "--activate-schedules",
+        action="store_true",
+        help="keep prefect.yaml's schedules on for a process pool (they are always on for "
+        "docker and ecs pools)",
+    )
     args = parser.parse_args(argv)
     report = Report()
     try:
         definition = pool_definition(args.pool_type)
+        require_image(args.pool_type, definition["job_variables"])
         pool_name = args.pool_name or definition["name"]
         report.add(f"block types: {', '.join(register_block_types())}")
         blocks = blocks_from_env(os.environ)
@@ -318,9 +380,15 @@ def main(argv: list[str] | None = None) -> int:
         report.add(f"alerts: {ensure_alert_automations(os.environ)}")
         report.add(f"roles: {ensure_roles(os.environ)}")
         if not args.no_deploy:
+            deploy(pool_name, args.pool_type)
             names = deployment_names(args.pool_type)
-            deploy(pool_name, args.pool_type, names)
             report.add(f"deployments: {', '.join(names)} on {pool_name}")
+            if args.pool_type == "process" and not args.activate_schedules:
+                off = asyncio.run(_switch_off_schedules())
+                report.add(
+                    f"schedules switched off: {', '.join(off) or 'none'} "
+                    "(--activate-schedules keeps them on)"
+                )
     except (ValueError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -52,7 +52,12 @@ from tasks.summary import RunSummary
 )
 def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     """Extract Reddit items, stage them raw, process, model, load into the warehouse, and
-    advance the watermarks only once the load has committed."""
+    advance the watermarks only once the load has committed.
+
+    Args:
+        config: What to read (source, subreddits, window) and where to write it (lake,
+            warehouse, state); every field is described below. Empty: the bundled sample.
+    """
     config = config or PipelineConfig()
     log = get_run_logger()
     source = resolve_source(config)
@@ -112,7 +117,7 @@ def _run_stages(
     """The data path, top to bottom: extract+stage, process, model, load, commit."""
     log = get_run_logger()
     lake = engines.lake
-    watermarks = {} if config.full_refresh else state.read_watermarks(source.name)
+    watermarks = {} if rereads_window(config) else state.read_watermarks(source.name)
     fused = engines.process_while_staging
     with _timed(summary, "extract+stage+process" if fused else "extract+stage"):
         if source.name == "api" and source.auth is not None:
@@ -239,6 +244,14 @@ def open_state(config: PipelineConfig) -> StateStore:
 
         return open_pooled_state(dsn)
     return open_duckdb_state(config.state_path)
+
+
+def rereads_window(config: PipelineConfig) -> bool:
+    """Whether the run ignores the watermarks: asked for (full_refresh), or given a closed
+    window (since and until, as an Airflow data interval or a backfill day is). Watermarks
+    only move forward, so after a later window has run they would narrow an earlier one to
+    nothing and its backfill would load no row. _commit never moves them back."""
+    return config.full_refresh or (config.since is not None and config.until is not None)
 
 
 def _window(config: PipelineConfig, watermarks: Watermarks, kind: str) -> Window:

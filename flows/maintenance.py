@@ -60,7 +60,14 @@ def reddit_maintenance(
         float, Field(ge=0, description="Keep quarantine files this many days.")
     ] = 30,
 ) -> dict[str, int]:
-    """Compact the DuckDB warehouse and state files, then prune old quarantine files."""
+    """Compact the DuckDB warehouse and state files, then prune old quarantine files.
+
+    Args:
+        warehouse_path: DuckDB warehouse file to checkpoint (skipped if absent).
+        state_path: DuckDB state store file to checkpoint (skipped if absent).
+        lake_dir: Local lake folder whose quarantine files are pruned.
+        quarantine_days: Keep quarantine files this many days.
+    """
     log = get_run_logger()
     result = {
         "warehouse_bytes_reclaimed": checkpoint_duckdb(warehouse_path),

@@ -12,7 +12,15 @@ import pytest
 from test_deploy import prefect_server, run
 
 from flows.backfill import split_parts
-from flows.bootstrap import blocks_from_env, deployment_names, pool_definition, with_defaults
+from flows.bootstrap import (
+    blocks_from_env,
+    deployment_names,
+    main,
+    pool_definition,
+    require_image,
+    scheduled_deployments,
+    with_defaults,
+)
 from tasks.config import PipelineConfig
 
 
@@ -59,7 +67,27 @@ def test_blocks_come_only_from_variables_that_are_set() -> None:
 def test_only_the_process_pool_gets_the_local_deployment() -> None:
     assert "local" in deployment_names("process")
     assert "local" not in deployment_names("ecs")
-    assert "incremental" in deployment_names("ecs")
+    assert {"incremental", "daily"} <= set(deployment_names("ecs"))
+
+
+def test_scheduled_deployments_are_named_by_their_flow_and_include_no_unscheduled_one() -> None:
+    scheduled = scheduled_deployments()
+    assert "reddit-pipeline/incremental" in scheduled
+    assert "reddit-maintenance/maintenance" in scheduled
+    assert not {"reddit-pipeline/daily", "reddit-backfill/backfill"} & set(scheduled)
+
+
+def test_an_image_pool_without_an_image_is_refused_with_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("REDDIT_PIPELINE_IMAGE", raising=False)
+    for pool_type in ("docker", "ecs"):
+        assert main(["--pool-type", pool_type, "--no-deploy"]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: --pool-type {pool_type} needs the project's image")
+        assert "REDDIT_PIPELINE_IMAGE" in error and error.count("\n") == 1
+    require_image("process", {})
+    require_image("ecs", {"image": "registry.example/reddit:abc"})
 
 
 def test_backfill_splits_a_window_into_utc_days_and_dumps_into_files(tmp_path: Path) -> None:
@@ -92,6 +120,7 @@ async def main():
         automations = await client.read_automations()
         variables = await client.read_variables()
         deployments = await client.read_deployments()
+        flows = {f.id: f.name for f in await client.read_flows()}
         print(json.dumps({
             "blocks": sorted((b.block_type.slug, b.name) for b in blocks if not b.is_anonymous),
             "pools": sorted((p.name, p.type, json.dumps(p.base_job_template, sort_keys=True))
@@ -100,6 +129,10 @@ async def main():
             "automations": sorted(a.name for a in automations),
             "variables": sorted((v.name, json.dumps(v.value)) for v in variables),
             "deployments": sorted(str(d.id) for d in deployments),
+            "active_schedules": sorted(
+                f"{flows[d.flow_id]}/{d.name}" for d in deployments for s in d.schedules
+                if s.active
+            ),
         }))
 asyncio.run(main())
 """
@@ -130,6 +163,39 @@ def test_bootstrap_twice_leaves_the_same_objects(tmp_path: Path) -> None:
     assert [c for c in first["limits"] if not c[0].startswith("deployment:")] == [
         ["reddit-api", 10, 1.6]
     ]
-    # failure, data contract, SLA and slowdown alerts; every deployment in prefect.yaml
+    # failure, data contract, SLA and slowdown alerts; every deployment of prefect.yaml and
+    # prefect.local.yaml, their production schedules switched off on this process pool
     assert len(first["automations"]) == 4
-    assert len(first["deployments"]) == 6
+    assert len(first["deployments"]) == len(deployment_names("process"))
+    assert first["active_schedules"] == []
+
+
+@pytest.mark.e2e
+def test_bootstrap_keeps_schedules_on_when_asked(tmp_path: Path) -> None:
+    with prefect_server(tmp_path / "prefect-home") as env:
+        result = run([sys.executable, "-m", "flows.bootstrap", "--activate-schedules"], env)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        listed = run([sys.executable, "-c", INVENTORY], env)
+        assert listed.returncode == 0, listed.stderr
+    inventory = json.loads(listed.stdout.strip().splitlines()[-1])
+    assert inventory["active_schedules"] == sorted(scheduled_deployments())
+
+
+@pytest.mark.e2e
+def test_pool_job_variables_become_defaults_of_the_real_docker_and_ecs_templates(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job templates Prefect's docker worker and prefect-aws's ECS worker ship, not a
+    stand-in: every job variable of prefect.yaml is a key of them."""
+    import asyncio
+
+    from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
+
+    monkeypatch.setenv("REDDIT_PIPELINE_IMAGE", "registry.example/reddit:abc123")
+    monkeypatch.setenv("REDDIT_PIPELINE_ECS_CLUSTER", "reddit")
+    for pool_type in ("process", "docker", "ecs"):
+        wanted = pool_definition(pool_type)["job_variables"]
+        template = asyncio.run(get_default_base_job_template_for_infrastructure_type(pool_type))
+        properties = with_defaults(template, wanted)["variables"]["properties"]
+        assert {k: properties[k]["default"] for k in wanted} == wanted
+    assert wanted["image"] == "registry.example/reddit:abc123"

@@ -1,9 +1,10 @@
 """Example DAG: run the reddit-pipeline Prefect deployment once a day, over the day's window.
 
-Airflow's data interval becomes the pipeline's [since, until) window, so a backfill in Airflow
-(`airflow backfill create --dag-id reddit_pipeline_daily --from-date ... --to-date ...`) is one
-pipeline run per day of history, each over exactly its day; the pipeline's MERGE keeps a rerun
-of a day harmless.
+Airflow's data interval becomes the pipeline's [since, until) window, sent to prefect.yaml's
+`reddit-pipeline/daily` deployment, so a backfill in Airflow (`airflow backfill create --dag-id
+reddit_pipeline_daily --from-date ... --to-date ...`) is one pipeline run per day of history,
+each over exactly its day; the pipeline's MERGE keeps a rerun of a day harmless, and a run
+with since and until re-reads its window whatever the watermarks (later days already run).
 
 What can be changed without editing this file, most specific first:
 - a run's conf (`airflow dags trigger -c '{...}'`, `airflow dags test -c '{...}'`), which

@@ -1,4 +1,5 @@
-"""Fixtures: a real Prefect server, a deployment of the real pipeline, a process worker.
+"""Fixtures: a real Prefect server that requires basic auth (PREFECT_SERVER_API_AUTH_STRING),
+the `daily` deployment deployed from the repository's prefect.yaml, a process worker.
 
 Prefect runs from the main project's virtualenv (Prefect and Airflow cannot share one), as
 subprocesses of this test session, each with its own PREFECT_HOME under a temporary folder and
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -35,21 +37,13 @@ DAGS_DIR = BRIDGE_DIR / "dags"
 MAIN_VENV = Path(os.environ.get("REDDIT_PIPELINE_MAIN_VENV", REPO_DIR / ".venv"))
 MAIN_BIN = MAIN_VENV / "bin"
 FLOW_NAME = "reddit-pipeline"
-DEPLOYMENT_NAME = "airflow-test"
+# The example DAG's default deployment, as prefect.yaml defines it.
+DEPLOYMENT_NAME = "daily"
 WORK_POOL = "airflow-test-pool"
+# The server refuses any request without it; the bridge sends it from the connection's extra.
+AUTH_STRING = "airflow-bridge:" + secrets.token_urlsafe(12)
 # This machine is small and shared: a server start takes ~10 s when idle, much more when busy.
 START_TIMEOUT = float(os.environ.get("PREFECT_TEST_START_TIMEOUT", "240"))
-
-DEPLOY_SCRIPT = """
-import sys
-from prefect import flow
-
-deployment_id = flow.from_source(sys.argv[1], "flows/main.py:reddit_pipeline").deploy(
-    name=sys.argv[2], work_pool_name=sys.argv[3], print_next_steps=False, build=False,
-    push=False,
-)
-print(deployment_id)
-"""
 
 
 def free_port() -> int:
@@ -65,7 +59,9 @@ class PrefectServer:
     home: Path
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=60)
+        return httpx.Client(
+            base_url=self.api_url, timeout=60, auth=httpx.BasicAuth(*AUTH_STRING.split(":", 1))
+        )
 
     def run_prefect(self, *args: str, timeout: float = 300) -> str:
         """A `prefect` CLI command from the main venv, against this server; fails loudly."""
@@ -147,6 +143,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRFLOW"))},
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": api_url,
+        # The server requires it (PREFECT_SERVER_...); its clients (CLI, worker, flow runs) send it.
+        "PREFECT_SERVER_API_AUTH_STRING": AUTH_STRING,
+        "PREFECT_API_AUTH_STRING": AUTH_STRING,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_UI_ENABLED": "false",
@@ -170,27 +169,40 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 
 @pytest.fixture(scope="session")
 def deployment(prefect_server: PrefectServer) -> Iterator[Deployment]:
-    """The real flow, deployed to a process pool, with a worker polling that pool."""
+    """prefect.yaml's `daily` deployment of the real flow, deployed as production deploys it
+    (`prefect --no-prompt deploy`) to a process pool, with a worker polling that pool."""
     prefect_server.run_prefect("work-pool", "create", WORK_POOL, "--type", "process")
     done = subprocess.run(
-        [str(MAIN_BIN / "python"), "-c", DEPLOY_SCRIPT, str(REPO_DIR), DEPLOYMENT_NAME, WORK_POOL],
+        [str(MAIN_BIN / "prefect"), "--no-prompt", "deploy", "--name", DEPLOYMENT_NAME],
         cwd=REPO_DIR,
-        env=prefect_server.env,
+        env={
+            **prefect_server.env,
+            "REDDIT_PIPELINE_WORK_POOL": WORK_POOL,
+            "REDDIT_PIPELINE_PROJECT_DIR": str(REPO_DIR),
+        },
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, f"deploy failed:\n{done.stdout}\n{done.stderr}"
-    deployment_id = done.stdout.strip().splitlines()[-1]
+    with prefect_server.client() as client:
+        found = client.get(f"/deployments/name/{FLOW_NAME}/{DEPLOYMENT_NAME}")
+    found.raise_for_status()
     worker = start_process(
         [str(MAIN_BIN / "prefect"), "worker", "start", "--pool", WORK_POOL, "--limit", "2"],
         {**prefect_server.env, "PREFECT_WORKER_QUERY_SECONDS": "2"},
         prefect_server.home / "worker.log",
     )
     try:
-        yield Deployment(prefect_server, deployment_id)
+        yield Deployment(prefect_server, str(found.json()["id"]))
     finally:
         stop_process(worker)
+
+
+def connection_json(api_url: str, auth_string: str | None = AUTH_STRING) -> str:
+    """The `prefect_default` connection as AIRFLOW_CONN_PREFECT_DEFAULT holds it."""
+    extra = {"auth_string": auth_string} if auth_string else {}
+    return json.dumps({"conn_type": "prefect", "host": api_url, "extra": extra})
 
 
 @pytest.fixture(scope="session")
@@ -207,9 +219,7 @@ def airflow_env(
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW_CONN_PREFECT_DEFAULT": json.dumps(
-                {"conn_type": "prefect", "host": prefect_server.api_url}
-            ),
+            "AIRFLOW_CONN_PREFECT_DEFAULT": connection_json(prefect_server.api_url),
             "REDDIT_PIPELINE_DAG_POLL_INTERVAL": "2",
             "REDDIT_PIPELINE_DAG_RETRIES": "1",
             "REDDIT_PIPELINE_DAG_RETRY_DELAY": "1",
@@ -230,7 +240,4 @@ def airflow_env(
 @pytest.fixture
 def prefect_connection(monkeypatch: pytest.MonkeyPatch, prefect_server: PrefectServer) -> None:
     """The connection as Airflow reads it from the environment, for in-process hook tests."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_PREFECT_DEFAULT",
-        json.dumps({"conn_type": "prefect", "host": prefect_server.api_url}),
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_PREFECT_DEFAULT", connection_json(prefect_server.api_url))

@@ -4,6 +4,7 @@ real Prefect server whose process worker runs the real pipeline into a temporary
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,21 @@ def flow_runs_of(deployment: Deployment, warehouse: Path) -> list[dict[str, Any]
     ]
 
 
+def task_try(env: dict[str, str], idempotency_key: str) -> tuple[int, str]:
+    """The Airflow task instance behind a Prefect run (its key names the Airflow run), read from
+    the metadata database: its try number and state."""
+    run_id = idempotency_key.split("/")[3]
+    database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+    with sqlite3.connect(database) as con:
+        row = con.execute(
+            "select try_number, state from task_instance where dag_id = ? and run_id = ?"
+            " and task_id = 'run_reddit_pipeline'",
+            (DAG_ID, run_id),
+        ).fetchone()
+    assert row is not None, f"no task instance for run {run_id!r}"
+    return row[0], row[1]
+
+
 def warehouse_windows(warehouse: Path) -> dict[str, list[Any]]:
     """Per table: row count and the created_at range, read with the main venv's duckdb."""
     script = (
@@ -69,12 +85,12 @@ def test_the_dag_runs_the_pipeline_over_its_data_interval(
     deployment: Deployment, airflow_env: dict[str, str], tmp_path: Path
 ) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
-    # Through Airflow Variables: the deployment's name and the run's paths.
+    # The DAG's default deployment (prefect.yaml's `daily`); the run's paths through the
+    # Airflow Variable.
     done = dags_test(
         airflow_env,
         # A manual run's data interval is the last complete day before it: 03-02..03-03.
         "2024-03-03T00:00:00+00:00",
-        AIRFLOW_VAR_REDDIT_PIPELINE_DEPLOYMENT=deployment.name,
         AIRFLOW_VAR_REDDIT_PIPELINE_CONFIG=json.dumps(
             {
                 "source": "sample",
@@ -101,6 +117,38 @@ def test_the_dag_runs_the_pipeline_over_its_data_interval(
         assert first >= "2024-03-02" and last < "2024-03-03", (table, first, last)
 
 
+def test_a_backfill_of_an_earlier_day_after_a_later_one_loads_the_earlier_day(
+    deployment: Deployment, airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """What `airflow backfill` does once the DAG has been running: an earlier day's window
+    after a later one's, into the same warehouse and state (watermarks past that day)."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    variables = {
+        "AIRFLOW_VAR_REDDIT_PIPELINE_CONFIG": json.dumps(
+            {
+                "source": "sample",
+                "lake_dir": str(tmp_path / "lake"),
+                "warehouse_path": str(warehouse),
+                "state_path": str(tmp_path / "state.duckdb"),
+            }
+        )
+    }
+    # Dates no other test here uses: a logical date names the Airflow run, and so the key.
+    for logical_date in ("2024-03-07T00:00:00+00:00", "2024-03-06T00:00:00+00:00"):
+        done = dags_test(airflow_env, logical_date, **variables)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output[-6000:]
+    runs = flow_runs_of(deployment, warehouse)
+    assert sorted(r["parameters"]["config"]["since"][:10] for r in runs) == [
+        "2024-03-05",
+        "2024-03-06",
+    ]
+    assert {r["state"]["type"] for r in runs} == {"COMPLETED"}
+    for table, (_rows, first, last) in warehouse_windows(warehouse).items():
+        # The earlier day's rows are there, though the later day ran first.
+        assert first.startswith("2024-03-05") and last < "2024-03-07", (table, first, last)
+
+
 def test_a_failed_prefect_run_fails_the_dag_with_prefects_message_and_one_run(
     deployment: Deployment, airflow_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -108,7 +156,6 @@ def test_a_failed_prefect_run_fails_the_dag_with_prefects_message_and_one_run(
     missing = tmp_path / "missing" / "RC_2024-03.zst"
     # Through the run's conf (params): valid parameters that fail once the flow runs.
     conf = {
-        "deployment": deployment.name,
         "config": {
             "source": "dump",
             "dump_paths": [str(missing)],
@@ -137,9 +184,10 @@ def test_a_failed_prefect_run_fails_the_dag_with_prefects_message_and_one_run(
     assert done.returncode != 0, output[-6000:]
     assert "ended Failed" in output, output[-6000:]
     assert "dump file not found" in output, output[-6000:]
-    # Whether `airflow dags test` retries a task that failed on resuming from a deferral varies
-    # (seen both ways with Airflow 3.3); a retry reattaches by idempotency key (tested directly
-    # in test_prefect_server.py), so however many attempts ran, one Prefect run exists.
     runs = flow_runs_of(deployment, warehouse)
     assert len(runs) == 1, runs
     assert runs[0]["state"]["type"] == "FAILED"
+    # The task was retried (REDDIT_PIPELINE_DAG_RETRIES=1): the second try found the first
+    # try's run by its idempotency key, and failed with its message, starting no second run.
+    try_number, state = task_try(airflow_env, runs[0]["idempotency_key"])
+    assert (try_number, state) == (2, "failed"), output[-6000:]

@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
+from conftest import connection_json
 from prefect_airflow_bridge import (
     PrefectFlowRunTrigger,
     PrefectHook,
     PrefectRunDeploymentOperator,
     PrefectRunFailed,
 )
+from prefect_airflow_bridge.hook import PrefectAPIError
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_connection")]
 
@@ -62,6 +64,38 @@ def test_hook_finds_the_deployment_by_name(deployment) -> None:
     found = PrefectHook().get_deployment(deployment.name)
     assert str(found["id"]) == deployment.id
     assert PrefectHook().test_connection()[0]
+
+
+def test_a_connection_without_the_servers_auth_string_is_refused_with_what_to_check(
+    deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session's server requires PREFECT_SERVER_API_AUTH_STRING; every other test in this
+    # folder gets in with the connection's extra auth_string (HTTP Basic).
+    api_url = deployment.server.api_url
+    monkeypatch.setenv("AIRFLOW_CONN_PREFECT_NOAUTH", connection_json(api_url, None))
+    monkeypatch.setenv("AIRFLOW_CONN_PREFECT_WRONG", connection_json(api_url, "admin:wrong"))
+    for conn_id in ("prefect_noauth", "prefect_wrong"):
+        with pytest.raises(PrefectAPIError) as refused:
+            PrefectHook(conn_id, retries=0).get_deployment(deployment.name)
+        assert "HTTP 401: Unauthorized (check the connection's credentials" in str(refused.value)
+        assert "auth_string" in str(refused.value)
+        ok, message = PrefectHook(conn_id, retries=0).test_connection()
+        assert not ok and "HTTP 401" in message
+    assert PrefectHook().test_connection() == (True, f"Connected to {api_url}")
+
+
+def test_the_triggers_on_kill_cancels_the_run(deployment, tmp_path: Path) -> None:
+    """What Airflow calls when a user kills the task while it is deferred."""
+    hook = PrefectHook()
+    flow_run = hook.create_flow_run(
+        deployment.id, {"config": window_config(tmp_path)}, f"trigger-kill-{tmp_path.name}"
+    )
+    asyncio.run(PrefectFlowRunTrigger(str(flow_run["id"])).on_kill())
+    state = hook.get_flow_run(str(flow_run["id"]))["state"]
+    assert state["type"] in {"CANCELLING", "CANCELLED", "COMPLETED"}
+    if state["type"] != "COMPLETED":
+        event = wait_for_event(str(flow_run["id"]), deadline=time.time() + RUN_TIMEOUT)
+        assert event["state_type"] == "CANCELLED"
 
 
 def test_a_retry_finds_the_first_run_and_on_kill_cancels_it(deployment, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ and the example DAG folder's import."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib.util
 import inspect
@@ -10,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +23,7 @@ from prefect_airflow_bridge.hook import (
     PrefectApi,
     PrefectAPIError,
     PrefectHook,
+    RetryPolicy,
     api_from_connection,
     deployment_path,
 )
@@ -208,3 +211,70 @@ def test_an_unreachable_server_fails_with_the_url_after_the_retries() -> None:
     with pytest.raises(PrefectAPIError, match=r"ConnectError.*http://prefect.test/api reachable"):
         hook.get_deployment("reddit-pipeline/local")
     assert len(seen) == 4
+
+
+def _trigger_answering(*answers: object, max_errors: int = 3) -> tuple[Any, list[str]]:
+    """A trigger whose HTTP client gets the given answers in turn (a status code, a
+    (status, headers) pair, or an exception to raise); returns the first event's payload and
+    the requests seen."""
+    seen: list[str] = []
+    pending = list(answers)
+    run = {"id": "run-1", "name": "calm-fox", "state": {"type": "COMPLETED", "name": "Completed"}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        answer = pending.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+        return httpx.Response(status, headers=headers, json=run if status == 200 else {})
+
+    trigger = PrefectFlowRunTrigger("run-1", poll_interval=0.01, max_errors=max_errors)
+    api = PrefectApi(api_url="http://prefect.test/api", headers={})
+
+    async def fake_api() -> PrefectApi:
+        return api
+
+    trigger._api = fake_api  # type: ignore[method-assign]
+    trigger._client = lambda api: httpx.AsyncClient(  # type: ignore[method-assign]
+        base_url=api.api_url, transport=httpx.MockTransport(handler)
+    )
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    return asyncio.run(first_event()), seen
+
+
+def test_the_trigger_waits_out_a_rate_limit_and_a_busy_server_like_the_hook() -> None:
+    event, seen = _trigger_answering(
+        (429, {"Retry-After": "0"}), 503, httpx.ConnectError("refused"), 200, max_errors=4
+    )
+    assert event["status"] == "success" and event["state_name"] == "Completed"
+    assert seen == ["GET /api/flow_runs/run-1"] * 4
+
+
+def test_the_trigger_gives_up_after_max_errors_rate_limits_in_a_row() -> None:
+    event, seen = _trigger_answering(*[(429, {"Retry-After": "0"})] * 3)
+    assert event["status"] == "error"
+    assert event["message"] == "could not read the flow run 3 times in a row: HTTP 429"
+    assert len(seen) == 3
+
+
+def test_a_client_error_ends_the_trigger_at_once_with_prefects_answer() -> None:
+    with pytest.raises(PrefectAPIError, match="read flow run run-1 failed: HTTP 404"):
+        _trigger_answering(404)
+
+
+def test_the_retry_policy_honours_retry_after_within_its_cap() -> None:
+    policy = RetryPolicy(backoff=2.0, max_wait=60.0)
+    request = httpx.Request("GET", "http://prefect.test/api/x")
+    limited = httpx.Response(429, headers={"Retry-After": "7"}, request=request)
+    assert policy.is_transient(limited)
+    assert policy.wait(0, limited) == 7.0
+    assert policy.wait(3) == 16.0
+    assert policy.wait(10) == 60.0
+    assert policy.wait(0, httpx.Response(503, headers={"Retry-After": "soon"})) == 2.0
+    assert not policy.is_transient(httpx.Response(404))

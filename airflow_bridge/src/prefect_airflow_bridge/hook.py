@@ -19,8 +19,10 @@ from airflow.sdk import BaseHook, Connection
 from airflow.sdk.exceptions import AirflowException
 
 # Answers that mean "try again shortly": a busy or restarting server (Prefect answers 503
-# when its database is momentarily locked), a proxy in between, or a rate limit.
-TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+# when its database is momentarily locked, 500 on an unexpected database error), a proxy in
+# between, or a rate limit (Prefect Cloud answers 429 with Retry-After). Retrying is safe
+# for every call the bridge makes (see PrefectHook._request).
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 # Prefect's terminal state types, and the ones that mean the run did not do its work.
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
@@ -107,11 +109,17 @@ def raise_for_prefect(response: httpx.Response, what: str) -> None:
     if response.is_success:
         return
     try:
-        detail: Any = response.json().get("detail", response.text)
+        body = response.json()
+        detail: Any = body.get("detail") or body.get("exception_message") or response.text
     except (ValueError, AttributeError):
         detail = response.text
     if not isinstance(detail, str):
         detail = json.dumps(detail)
+    if response.status_code in (401, 403):
+        detail += (
+            " (check the connection's credentials: extra auth_string for a server started with"
+            " PREFECT_SERVER_API_AUTH_STRING, password for a Prefect Cloud API key)"
+        )
     raise PrefectAPIError(f"Prefect API: {what} failed: HTTP {response.status_code}: {detail}")
 
 
@@ -121,6 +129,27 @@ def _retry_after(response: httpx.Response, default: float) -> float:
         return max(0.0, float(response.headers.get("Retry-After", "")))
     except ValueError:
         return default
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What "try again shortly" means, for the hook's calls and the trigger's polls alike:
+    transport errors and TRANSIENT_STATUS answers, exponential backoff from `backoff`
+    seconds, the server's Retry-After when it sends one, and never more than `max_wait`."""
+
+    backoff: float = 1.0
+    max_wait: float = 60.0
+
+    @staticmethod
+    def is_transient(response: httpx.Response) -> bool:
+        return response.status_code in TRANSIENT_STATUS
+
+    def wait(self, attempt: int, response: httpx.Response | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (0 for the first)."""
+        default = self.backoff * 2**attempt
+        if response is not None:
+            default = _retry_after(response, default)
+        return min(default, self.max_wait)
 
 
 def deployment_path(deployment: str) -> str:
@@ -162,7 +191,7 @@ class PrefectHook(BaseHook):
         self.prefect_conn_id = prefect_conn_id
         self.timeout = timeout
         self.retries = retries
-        self.backoff = backoff
+        self.policy = RetryPolicy(backoff=backoff)
         self._api: PrefectApi | None = None
 
     @classmethod
@@ -204,13 +233,13 @@ class PrefectHook(BaseHook):
                             f"Prefect API: {what} failed: {type(exc).__name__}: {exc} "
                             f"(after {attempt + 1} attempts; is {self.api.api_url} reachable?)"
                         ) from exc
-                    wait = self.backoff * 2**attempt
+                    wait = self.policy.wait(attempt)
                 else:
-                    if response.status_code not in TRANSIENT_STATUS or last:
+                    if not self.policy.is_transient(response) or last:
                         break
-                    wait = _retry_after(response, self.backoff * 2**attempt)
+                    wait = self.policy.wait(attempt, response)
                 self.log.warning("Prefect API: %s: retrying in %.1f s", what, wait)
-                time.sleep(min(wait, 60.0))
+                time.sleep(wait)
         raise_for_prefect(response, what)
         return response.json() if response.content else None
 

@@ -20,6 +20,7 @@ from prefect_airflow_bridge.hook import (
     FAILED_STATES,
     TERMINAL_STATES,
     PrefectApi,
+    RetryPolicy,
     api_from_connection,
     cancel_state,
     raise_for_prefect,
@@ -54,9 +55,10 @@ class PrefectFlowRunTrigger(BaseTrigger):
     """Poll `GET /flow_runs/{id}` until the run is final or the deadline passes.
 
     The deadline is an absolute time (epoch seconds), so a trigger moved to another triggerer,
-    or restarted, keeps the operator's timeout instead of starting it over. Transient HTTP
-    errors are retried up to `max_errors` polls in a row: a restarting Prefect server must not
-    fail a run that is doing fine.
+    or restarted, keeps the operator's timeout instead of starting it over. Transient errors
+    (the hook's RetryPolicy: unreachable, 429 rate limits, 502/503/504) are retried up to
+    `max_errors` polls in a row, waiting as the policy says (Retry-After honoured): a
+    restarting or rate-limiting Prefect server must not fail a run that is doing fine.
     """
 
     def __init__(
@@ -91,30 +93,35 @@ class PrefectFlowRunTrigger(BaseTrigger):
     async def _api(self) -> PrefectApi:
         return api_from_connection(await BaseHook.aget_connection(self.prefect_conn_id))
 
+    def _client(self, api: PrefectApi) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=api.api_url, headers=api.headers, timeout=30.0)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         api = await self._api()
+        policy = RetryPolicy(backoff=min(self.poll_interval, 5.0))
         errors = 0
-        async with httpx.AsyncClient(
-            base_url=api.api_url, headers=api.headers, timeout=30.0
-        ) as client:
+        async with self._client(api) as client:
             while True:
+                problem: str | None = None
                 try:
                     response = await client.get(f"/flow_runs/{self.flow_run_id}")
-                    if response.status_code >= 500:
-                        raise httpx.HTTPStatusError(
-                            f"HTTP {response.status_code}",
-                            request=response.request,
-                            response=response,
-                        )
-                    raise_for_prefect(response, f"read flow run {self.flow_run_id}")
-                except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                except httpx.TransportError as exc:
+                    problem, wait = f"{type(exc).__name__}: {exc}", policy.wait(errors)
+                else:
+                    if policy.is_transient(response):
+                        problem = f"HTTP {response.status_code}"
+                        wait = policy.wait(errors, response)
+                    else:
+                        raise_for_prefect(response, f"read flow run {self.flow_run_id}")
+                if problem is not None:
                     errors += 1
                     self.log.warning(
-                        "Polling flow run %s failed (%d/%d): %s",
+                        "Polling flow run %s failed (%d/%d): %s; next try in %.1f s",
                         self.flow_run_id,
                         errors,
                         self.max_errors,
-                        exc,
+                        problem,
+                        wait,
                     )
                     if errors >= self.max_errors:
                         yield TriggerEvent(
@@ -122,13 +129,13 @@ class PrefectFlowRunTrigger(BaseTrigger):
                                 "status": "error",
                                 "flow_run_id": self.flow_run_id,
                                 "message": f"could not read the flow run {errors} times in a "
-                                f"row: {type(exc).__name__}: {exc}",
+                                f"row: {problem}",
                                 "url": api.flow_run_url(self.flow_run_id),
                             }
                         )
                         return
                 else:
-                    errors = 0
+                    errors, wait = 0, self.poll_interval
                     flow_run = response.json()
                     state_type = (flow_run.get("state") or {}).get("type")
                     outcome = classify(state_type)
@@ -146,20 +153,19 @@ class PrefectFlowRunTrigger(BaseTrigger):
                         }
                     )
                     return
-                await asyncio.sleep(self._sleep_for())
+                await asyncio.sleep(self._sleep_for(wait))
 
-    def _sleep_for(self) -> float:
+    def _sleep_for(self, wait: float) -> float:
+        """`wait`, cut short by the deadline."""
         if self.deadline is None:
-            return self.poll_interval
-        return max(0.0, min(self.poll_interval, self.deadline - time.time()))
+            return wait
+        return max(0.0, min(wait, self.deadline - time.time()))
 
     async def on_kill(self) -> None:
         """A user marked the deferred task failed/succeeded or cleared it (Airflow >= 3.3
         calls this): cancel the Prefect run too, so it does not go on unwatched."""
         api = await self._api()
-        async with httpx.AsyncClient(
-            base_url=api.api_url, headers=api.headers, timeout=30.0
-        ) as client:
+        async with self._client(api) as client:
             response = await client.post(
                 f"/flow_runs/{self.flow_run_id}/set_state",
                 json=cancel_state("Cancelled from Airflow: the task was killed"),
