@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks import duck, settings
+from tasks.engines import Engines
 from tasks.lake import Lake, readable_path
-from tasks.load import LoadResult, load_duckdb
-from tasks.model import run_models
-from tasks.process import batch_of, process_batches
+from tasks.load import LoadResult
+from tasks.process import batch_of
 from tasks.raw import source_of_batch
 from tasks.state import StateStore, Watermarks
 
@@ -85,19 +85,23 @@ def watermarks_from_processed(lake: Lake, kind: str, keys: list[str]) -> dict[st
 
 
 def rebuild(
-    lake: Lake,
-    warehouse: Path,
+    engines: Engines,
     state: StateStore,
     subreddits: tuple[str, ...] = (),
     since_day: str | None = None,
     until_day: str | None = None,
+    run_id: str = "rebuild",
 ) -> RebuildResult:
+    """The pipeline's own process, model and load steps (whatever engines the config names:
+    DuckDB or Glue, DuckDB or Athena, DuckDB, PostgreSQL or Redshift), fed from the raw lake
+    instead of a source."""
+    lake = engines.lake
     result = RebuildResult()
     days: set[str] = set()
     for kind in settings.KINDS:
         keys = raw_keys_to_rebuild(lake, kind, subreddits, since_day, until_day)
         result.batches += len({batch_of(k) for k in keys})
-        processed = process_batches(lake, kind, keys)
+        processed = engines.process(kind, keys)
         result.processed_rows += processed.rows
         days |= processed.dts
         for source, marks in watermarks_from_processed(
@@ -105,8 +109,8 @@ def rebuild(
         ).items():
             result.watermarks.setdefault(source, {}).update(marks)
     result.days = sorted(days)
-    modeled = run_models(lake, result.days)
-    result.load = load_duckdb(warehouse, lake, modeled.curated_keys)
+    modeled = engines.model(result.days)
+    result.load = engines.load(modeled.curated_keys, run_id)
     for source, marks in result.watermarks.items():
         state.advance_watermarks(source, marks, "rebuild")
     return result

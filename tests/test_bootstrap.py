@@ -60,6 +60,7 @@ def test_only_the_process_pool_gets_the_local_deployment() -> None:
     assert "local" in deployment_names("process")
     assert "local" not in deployment_names("ecs")
     assert "incremental" in deployment_names("ecs")
+    assert "rebuild" in deployment_names("ecs")
 
 
 def test_backfill_splits_a_window_into_utc_days_and_dumps_into_files(tmp_path: Path) -> None:
@@ -132,4 +133,4 @@ def test_bootstrap_twice_leaves_the_same_objects(tmp_path: Path) -> None:
     ]
     # failure, data contract, SLA and slowdown alerts; every deployment in prefect.yaml
     assert len(first["automations"]) == 4
-    assert len(first["deployments"]) == 6
+    assert len(first["deployments"]) == len(deployment_names("process"))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from conftest import PG_ADMIN_DSN
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from blocks.warehouse import PostgresWarehouse
 from tasks.roles import Roles, apply_postgres_roles, apply_redshift_roles, main, render
@@ -17,8 +18,11 @@ from tasks.state import RunRecord, open_postgres_state
 
 
 def _as(dsn: str, user: str) -> str:
-    """The same database, connecting as `user` (this machine's server trusts 127.0.0.1)."""
-    return dsn.replace("postgresql://postgres@", f"postgresql://{user}@", 1)
+    """The same database, connecting as `user` without the admin's password (the test roles
+    have none: this machine's server, and CI's, trust 127.0.0.1)."""
+    parts = conninfo_to_dict(dsn)
+    parts.pop("password", None)
+    return make_conninfo(**{**parts, "user": user})
 
 
 @pytest.fixture
@@ -89,11 +93,13 @@ def test_the_state_role_keeps_its_own_tables_and_cannot_read_the_marts(
     pg_dsn: str, applied: Roles
 ) -> None:
     store = open_postgres_state(_as(pg_dsn, applied.state))
-    store.start_run(RunRecord("run-1", "api"))
-    assert [r["run_id"] for r in store.recent_runs()] == ["run-1"]
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        store._execute("select * from reddit.posts")
-    store.close()
+    try:  # an assertion failing with the store open would block the fixture's cleanup
+        store.start_run(RunRecord("run-1", "api"))
+        assert [r["run_id"] for r in store.recent_runs()] == ["run-1"]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            store._execute("select * from reddit.posts")
+    finally:
+        store.close()
 
     with psycopg.connect(pg_dsn) as admin:
         schema = admin.execute(
