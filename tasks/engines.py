@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tasks import settings
 from tasks.config import PipelineConfig
 from tasks.lake import Lake, LocalLake
 from tasks.load import LoadResult, load_task
@@ -54,8 +55,8 @@ def build_lake(config: PipelineConfig) -> tuple[Lake, str | None]:
         raise ValueError("lake 's3' needs s3_bucket_block, the name of a prefect-aws S3Bucket")
     from prefect_aws.s3 import S3Bucket
 
-    settings = S3LakeSettings(sse=config.s3_encryption, kms_key_id=config.s3_kms_key_id)
-    lake = S3Lake.from_block(S3Bucket.load(config.s3_bucket_block), settings)
+    lake_settings = S3LakeSettings(sse=config.s3_encryption, kms_key_id=config.s3_kms_key_id)
+    lake = S3Lake.from_block(S3Bucket.load(config.s3_bucket_block), lake_settings)
     return lake, lake.root_uri
 
 
@@ -156,4 +157,6 @@ def _postgres_block(config: PipelineConfig, block_type: Any) -> Any:
             "warehouse 'postgres' needs warehouse_block (a PostgresWarehouse block) or "
             "warehouse_dsn (REDDIT_PIPELINE_WAREHOUSE_DSN)"
         )
-    return block_type.from_dsn(dsn)
+    return block_type.from_dsn(
+        dsn, os.environ.get(settings.WAREHOUSE_SCHEMA_ENV, settings.WAREHOUSE_SCHEMA)
+    )
