@@ -6,12 +6,17 @@ defaults are a folder and DuckDB, and that production may be S3, Glue, Athena an
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+
 from tasks import settings
+from tasks.complete_days import restore_missing_processed
 from tasks.config import PipelineConfig
 from tasks.lake import Lake, LocalLake
 from tasks.load import LoadResult, load_task
@@ -78,9 +83,33 @@ def build_engines(config: PipelineConfig) -> Engines:
     description["model"] = config.model_engine
     if config.model_engine == "athena":
         model = _athena_model(config, lake)
+    model = _complete_days_first(lake, process, model)
 
     load, description["warehouse"] = _warehouse(config, lake, lake_uri)
     return Engines(lake, process, model, load, description, config.process_engine == "duckdb")
+
+
+def _complete_days_first(lake: Lake, process: ProcessStep, model: ModelStep) -> ModelStep:
+    """The model step, after the touched days' expired processed files are made again from
+    raw (tasks.complete_days): a day's marts are never built from part of its data."""
+
+    def model_complete(dts: list[str]) -> ModelResult:
+        restored = restore_missing_processed(lake, dts, process)
+        if restored:
+            _logger().warning(
+                "Reprocessed raw files whose processed files had expired: %s",
+                ", ".join(f"{kind} {n}" for kind, n in restored.items()),
+            )
+        return model(dts)
+
+    return model_complete
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 def _glue_process(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> ProcessStep:

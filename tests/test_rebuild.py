@@ -59,12 +59,14 @@ def test_rebuild_limited_to_a_subreddit_and_days_leaves_the_others_out(
     import duckdb
 
     # One dump per subreddit: two raw batches, so a filtered rebuild has something to exclude.
+    # alpha has 2024-05-01..03, beta 2024-05-04..06: a day holding both would be made whole
+    # by the model step (tasks.complete_days), whichever subreddit the rebuild asked for.
     dumps = [
         write_dump(
             tmp_path / "dumps" / f"{sub}_submissions.zst",
-            [_post(sub, i, MAY_1 + i * 6 * 3600) for i in range(12)],  # 3 days, 4 posts a day
+            [_post(sub, i, MAY_1 + offset * DAY + i * 6 * 3600) for i in range(12)],
         )
-        for sub in ("alpha", "beta")
+        for sub, offset in (("alpha", 0), ("beta", 3))
     ]
     dump_args = [arg for d in dumps for arg in ("--dump-path", str(d))]
     first = run_cli([*dump_args, *path_args(paths)], prefect_api)
@@ -74,36 +76,26 @@ def test_rebuild_limited_to_a_subreddit_and_days_leaves_the_others_out(
     for layer in ("processed", "curated"):
         shutil.rmtree(paths["lake_dir"] / layer)
 
-    result = run_cli(
-        [
-            "rebuild",
-            "--subreddit",
-            "alpha",
-            "--since",
-            "2024-05-02",
-            "--until",
-            "2024-05-03",
-            *path_args(paths),
-        ],
-        prefect_api,
-    )
+    # beta's 2024-05-04 is inside the window: only the subreddit filter keeps it out.
+    window = ["--since", "2024-05-02", "--until", "2024-05-05"]
+    result = run_cli(["rebuild", "--subreddit", "alpha", *window, *path_args(paths)], prefect_api)
 
     assert result.returncode == 0, result.stderr[-3000:]
     con = duckdb.connect(str(paths["warehouse_path"]), read_only=True)
     rows = con.execute(
-        "select subreddit, strftime(created_date, '%Y-%m-%d'), count(*) from posts group by all"
+        "select subreddit, strftime(created_date, '%Y-%m-%d'), count(*) from posts "
+        "group by all order by all"
     ).fetchall()
     con.close()
-    assert rows == [("alpha", "2024-05-02", 4)]
-    processed = sorted(
-        p.relative_to(paths["lake_dir"]) for p in paths["lake_dir"].rglob("*.parquet")
-    )
-    assert [p.parts[:4] for p in processed if p.parts[0] == "processed"] == [
-        ("processed", "reddit", "posts", "dt=2024-05-02")
+    assert rows == [("alpha", "2024-05-02", 4), ("alpha", "2024-05-03", 4)]
+    processed = paths["lake_dir"] / "processed" / "reddit" / "posts"
+    assert sorted(p.parent.name for p in processed.rglob("*.parquet")) == [
+        "dt=2024-05-02",
+        "dt=2024-05-03",
     ]
     # The watermark of the rebuilt subreddit only: beta's was never recomputed.
     assert [(m[1], m[2], m[3]) for m in watermarks(paths["state_path"])] == [
-        ("alpha", "posts", float(MAY_1 + 7 * 6 * 3600))
+        ("alpha", "posts", float(MAY_1 + 11 * 6 * 3600))
     ]
 
 
