@@ -194,7 +194,7 @@ async def main():
         out = {}
         for name in ["reddit-pipeline/local", "reddit-pipeline/incremental",
                      "reddit-pipeline/daily-refresh", "reddit-backfill/backfill",
-                     "reddit-maintenance/maintenance"]:
+                     "reddit-maintenance/maintenance", "reddit-rebuild/rebuild"]:
             d = await client.read_deployment_by_name(name)
             out[name] = {
                 "pool": d.work_pool_name,
@@ -214,6 +214,8 @@ asyncio.run(main())
     assert all(d["enforce"] and d["limit"] == 1 for d in found.values())
     assert found["reddit-pipeline/incremental"]["schedules"] == 1
     assert found["reddit-pipeline/local"]["schedules"] == 0
+    assert found["reddit-rebuild/rebuild"]["schedules"] == 0
+    assert found["reddit-rebuild/rebuild"]["params"]["config"]["pipeline"]["lake"] == "s3"
     # The Prefect variable made by the bootstrap became the subreddits parameter.
     assert found["reddit-pipeline/incremental"]["params"]["config"]["subreddits"] == [
         "python",
