@@ -10,16 +10,20 @@ PostgreSQL or Redshift exactly where the scheduled runs do.
 from __future__ import annotations
 
 import argparse
-from datetime import date
+import uuid
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from tasks import settings
 from tasks.config import SUBREDDIT_INPUT_PATTERN, PipelineConfig
 from tasks.engines import build_engines
 from tasks.rebuild import RebuildResult, rebuild
+from tasks.state import RunRecord
 
 # The PipelineConfig fields that say where things are; the CLI offers each as --field-name.
 LOCATION_FIELDS = (
@@ -67,14 +71,32 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
     engines = build_engines(config.pipeline)
     log.info("Engines: %s", ", ".join(f"{k} {v}" for k, v in engines.description.items()))
     state = open_state(config.pipeline)
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-rebuild-{uuid.uuid4().hex[:8]}"
     try:
-        result = rebuild(
-            engines,
-            state,
-            tuple(config.subreddits),
-            config.since.isoformat() if config.since else None,
-            config.until.isoformat() if config.until else None,
+        # Recorded like a pipeline run, so `status` and the run history show rebuilds too.
+        state.start_run(
+            RunRecord(
+                run_id,
+                "rebuild",
+                _flow_run_id(),
+                _midnight(config.since),
+                _midnight(config.until),
+                config.model_dump(mode="json"),
+            )
         )
+        try:
+            result = rebuild(
+                engines,
+                state,
+                tuple(config.subreddits),
+                config.since.isoformat() if config.since else None,
+                config.until.isoformat() if config.until else None,
+                run_id,
+            )
+        except BaseException as exc:
+            state.finish_run(run_id, "failed", {}, 0, {}, error=f"{type(exc).__name__}: {exc}")
+            raise
+        state.finish_run(run_id, "completed", _counts(result), 0, {})
     finally:
         state.close()
     log.info(
@@ -85,6 +107,26 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
         ", ".join(sorted(result.watermarks)) or "no source",
     )
     return result
+
+
+def _midnight(day: date | None) -> datetime | None:
+    return datetime.combine(day, time(), UTC) if day else None
+
+
+def _flow_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def _counts(result: RebuildResult) -> dict[str, Any]:
+    """The figures status shows, in the keys pipeline runs use."""
+    return {
+        "batches": result.batches,
+        "processed_rows": result.processed_rows,
+        "days": len(result.days),
+        "loaded_new": dict(result.load.inserted_totals()) if result.load else {},
+        "loaded_updated": dict(result.load.updated_totals()) if result.load else {},
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -112,5 +112,5 @@ def rebuild(
     modeled = engines.model(result.days)
     result.load = engines.load(modeled.curated_keys, run_id)
     for source, marks in result.watermarks.items():
-        state.advance_watermarks(source, marks, "rebuild")
+        state.advance_watermarks(source, marks, run_id)
     return result

@@ -4,6 +4,7 @@ wherever the pipeline's config puts them (a folder or S3; DuckDB or PostgreSQL).
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ def test_rebuild_from_an_s3_lake_into_postgresql_equals_the_tables_before(
     prefect_api: str, paths: dict[str, Path], pg_dsn: str, moto_server: str
 ) -> None:
     import boto3
+    import duckdb
     import psycopg
     from prefect_aws import AwsClientParameters, AwsCredentials
     from prefect_aws.s3 import S3Bucket
@@ -168,6 +170,12 @@ def test_rebuild_from_an_s3_lake_into_postgresql_equals_the_tables_before(
     assert _pg_tables(pg_dsn) == before
     assert watermarks(paths["state_path"]) == marks
     assert result.load is not None and result.load.inserted_totals()["posts"] == 600
+    # The rebuild is in the (new) state store's run history, as `status` shows it.
+    con = duckdb.connect(str(paths["state_path"]), read_only=True)
+    runs = con.execute("select source, status, counts from pipeline_runs").fetchall()
+    con.close()
+    assert [(source, status) for source, status, _ in runs] == [("rebuild", "completed")]
+    assert json.loads(runs[0][2])["loaded_new"]["posts"] == 600
 
 
 def test_the_rebuild_command_takes_the_pipelines_locations_and_says_what_is_wrong(
