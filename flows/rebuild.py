@@ -92,6 +92,7 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
                 config.since.isoformat() if config.since else None,
                 config.until.isoformat() if config.until else None,
                 run_id,
+                config.pipeline.freshness_max_age.total_seconds() / 3600,
             )
         except BaseException as exc:
             state.finish_run(run_id, "failed", {}, 0, {}, error=f"{type(exc).__name__}: {exc}")

@@ -208,3 +208,45 @@ def test_the_rebuild_deployment_has_no_schedule_and_valid_parameters() -> None:
     config = RebuildConfig(**rebuild["parameters"]["config"])
     assert (config.pipeline.lake, config.pipeline.s3_bucket_block) == ("s3", "reddit-lake")
     assert config.subreddits == [] and config.since is None
+
+
+def test_a_rebuild_that_breaks_a_contract_loads_nothing_and_moves_no_watermark(
+    prefect_api: str, paths: dict[str, Path], tmp_path: Path
+) -> None:
+    import time
+
+    import duckdb
+
+    from flows.main import reddit_pipeline
+    from flows.rebuild import RebuildConfig, reddit_rebuild
+    from tasks.check import QualityGateFailed
+    from tasks.config import PipelineConfig
+
+    now = int(time.time())
+    good = [_post("python", i, now - 7200 + i) for i in range(5)]
+    config = PipelineConfig(
+        source="dump",
+        dump_paths=[write_dump(tmp_path / "a" / "python_submissions.zst", good)],
+        **paths,
+    )
+    reddit_pipeline(config)
+    tables, marks = warehouse_checksums(paths["warehouse_path"]), watermarks(paths["state_path"])
+    # A post an hour in the future reaches raw (staging's bound is a day); the run's gate
+    # stops it, and it stays in raw, where a rebuild finds it again.
+    bad = write_dump(
+        tmp_path / "b" / "python_submissions.zst", [*good, _post("python", 99, now + 3600)]
+    )
+    with pytest.raises(QualityGateFailed):
+        reddit_pipeline(config.model_copy(update={"dump_paths": [bad]}))
+
+    with pytest.raises(QualityGateFailed, match="future"):
+        reddit_rebuild(RebuildConfig(pipeline=config))
+
+    assert warehouse_checksums(paths["warehouse_path"]) == tables
+    assert watermarks(paths["state_path"]) == marks
+    con = duckdb.connect(str(paths["state_path"]), read_only=True)
+    status, error = con.execute(
+        "select status, error from pipeline_runs where source = 'rebuild'"
+    ).fetchone()
+    con.close()
+    assert status == "failed" and error.startswith("QualityGateFailed")
