@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from tasks import settings
 from tasks.config import SUBREDDIT_INPUT_PATTERN, PipelineConfig
@@ -59,6 +59,12 @@ class RebuildConfig(BaseModel):
     @classmethod
     def _check_subreddits(cls, names: list[str]) -> list[str]:
         return PipelineConfig._check_subreddits(names)
+
+    @model_validator(mode="after")
+    def _check_window(self) -> RebuildConfig:
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError(f"since ({self.since}) must be before until ({self.until})")
+        return self
 
 
 @flow(name="reddit-rebuild", log_prints=True)
@@ -185,7 +191,13 @@ def parse_rebuild_config(argv: list[str]) -> RebuildConfig:
 
 
 def main(argv: list[str]) -> int:
+    import sys
+
     config = parse_rebuild_config(argv)
-    result = reddit_rebuild(config)
+    try:
+        result = reddit_rebuild(config)
+    except Exception as exc:
+        print(f"error: the rebuild failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     print(f"rebuilt {result.batches} batches, {result.processed_rows} rows, days {result.days}")
     return 0

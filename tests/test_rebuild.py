@@ -196,6 +196,9 @@ def test_the_rebuild_command_takes_the_pipelines_locations_and_says_what_is_wron
     with pytest.raises(SystemExit):
         parse_rebuild_config(["--lake-dir", str(tmp_path / "none")])
     assert "no lake at" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_rebuild_config(["--since", "2024-05-03", "--until", "2024-05-01"])
+    assert "must be before until" in capsys.readouterr().err
 
 
 def test_the_rebuild_deployment_has_no_schedule_and_valid_parameters() -> None:
@@ -250,3 +253,17 @@ def test_a_rebuild_that_breaks_a_contract_loads_nothing_and_moves_no_watermark(
     ).fetchone()
     con.close()
     assert status == "failed" and error.startswith("QualityGateFailed")
+
+
+def test_a_rebuild_that_cannot_start_exits_1_with_one_line(
+    prefect_api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.rebuild import main
+
+    assert main(["--lake", "s3"]) == 1
+
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        "error: the rebuild failed: ValueError: lake 's3' needs s3_bucket_block, the name of a "
+        "prefect-aws S3Bucket"
+    ]
