@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
+from tasks.settings import WAREHOUSE_SCHEMA
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -41,7 +43,9 @@ class PostgresWarehouse(Block):
         "prefer", description="libpq sslmode; use verify-full across networks."
     )
     db_schema: str = Field(
-        "public", alias="schema", description="Schema holding the warehouse tables."
+        WAREHOUSE_SCHEMA,
+        alias="schema",
+        description="Schema holding the warehouse tables; the loader role's (sql/roles).",
     )
     connect_timeout: int = Field(10, description="Seconds to wait for a connection.")
 
@@ -57,7 +61,7 @@ class PostgresWarehouse(Block):
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
 
     @classmethod
-    def from_dsn(cls, dsn: str, schema: str = "public") -> PostgresWarehouse:
+    def from_dsn(cls, dsn: str, schema: str = WAREHOUSE_SCHEMA) -> PostgresWarehouse:
         """An unsaved block from a libpq DSN or URL (local runs and tests)."""
         from psycopg.conninfo import conninfo_to_dict
 
@@ -118,7 +122,11 @@ class RedshiftWarehouse(Block):
     copy_iam_role: str = Field(
         description="ARN of the IAM role Redshift assumes to read the lake in COPY."
     )
-    db_schema: str = Field("public", alias="schema", description="Schema of the tables.")
+    db_schema: str = Field(
+        WAREHOUSE_SCHEMA,
+        alias="schema",
+        description="Schema of the tables; the loader role's (sql/roles).",
+    )
     ssl: bool = Field(True, description="Encrypt the connection (leave on).")
     connect_timeout: int = Field(30, description="Seconds to wait for a connection.")
 

@@ -18,19 +18,28 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import settings
-from tasks.backup import BackupResult, RestoreError, backup_state, list_backups, restore_state
+from tasks.backup import (
+    BackupResult,
+    NoStateError,
+    RestoreError,
+    backup_state,
+    list_backups,
+    restore_state,
+)
 from tasks.config import PipelineConfig
 from tasks.state import StateStore, open_duckdb_state
 
 
 @contextmanager
-def _state(config: PipelineConfig) -> Iterator[StateStore]:
-    """PostgreSQL through the shared pool when a DSN is set, else the DuckDB file."""
+def _state(config: PipelineConfig, must_exist: bool = False) -> Iterator[StateStore]:
+    """PostgreSQL through the shared pool when a DSN is set, else the DuckDB file (which a
+    backup needs to exist: opening it would create an empty one)."""
     dsn = config.state_dsn.get_secret_value() if config.state_dsn else None
     dsn = dsn or os.environ.get("REDDIT_PIPELINE_STATE_DSN")
     if dsn:
@@ -39,6 +48,12 @@ def _state(config: PipelineConfig) -> Iterator[StateStore]:
         with pooled_state(dsn) as store:
             yield store
         return
+    if must_exist and not config.state_path.is_file():
+        raise NoStateError(
+            f"no state store: no state DSN is set and there is no DuckDB state file at "
+            f"{config.state_path}; set REDDIT_PIPELINE_STATE_DSN (or state_dsn) where the "
+            "backup runs"
+        )
     store = open_duckdb_state(config.state_path)
     try:
         yield store
@@ -46,14 +61,25 @@ def _state(config: PipelineConfig) -> Iterator[StateStore]:
         store.close()
 
 
-@task(name="backup-state", retries=3, retry_delay_seconds=[30, 120, 300], cache_policy=NO_CACHE)
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A missing or empty state store stays so: fail at once rather than after 7 minutes."""
+    return not isinstance(state.result(raise_on_failure=False), NoStateError)
+
+
+@task(
+    name="backup-state",
+    retries=3,
+    retry_delay_seconds=[30, 120, 300],
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+)
 def backup_state_task(config: PipelineConfig) -> BackupResult:
     """Retried: the lake or the database may be briefly unreachable; a retry writes a new,
     complete backup (an interrupted one has no manifest and is ignored)."""
     from tasks.engines import build_lake
 
     lake, _ = build_lake(config)
-    with _state(config) as store:
+    with _state(config, must_exist=True) as store:
         return backup_state(store, lake)
 
 
@@ -114,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         with _state(config) as store:
             result = restore_state(store, lake, args.backup)
-    except (RestoreError, ValueError, ConnectionError, OSError) as exc:
+    except (RestoreError, NoStateError, ValueError, ConnectionError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"restored {result.prefix}: {result.rows}")

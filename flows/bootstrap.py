@@ -42,6 +42,8 @@ from prefect.client.schemas.actions import (
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.templating import apply_values
 
+from tasks import settings
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PREFECT_FILE = PROJECT_DIR / "prefect.yaml"
 # Deployments for this checkout only (the bundled sample), deployed on the process pool.
@@ -257,19 +259,23 @@ def ensure_alert_automations(env: Mapping[str, str]) -> str:
     return f"{len(ids)} automations: {', '.join(sorted(ids))}"
 
 
-def ensure_roles(env: Mapping[str, str]) -> str:
-    """Apply sql/roles with an admin DSN; without one, skip (roles need an administrator)."""
+def ensure_roles(env: Mapping[str, str], connect_redshift: Callable | None = None) -> str:
+    """Apply sql/roles with an admin DSN; without one, skip (roles need an administrator).
+    A redshift:// DSN applies Redshift's roles, granting the loader role to
+    REDDIT_PIPELINE_REDSHIFT_LOADER_USER; any other DSN, PostgreSQL's."""
     dsn = env.get("REDDIT_PIPELINE_ADMIN_DSN")
     if not dsn:
         return "skipped: set REDDIT_PIPELINE_ADMIN_DSN to apply the database roles"
-    import psycopg
+    from tasks.roles import Roles, apply_roles, connect_redshift_admin
 
-    from tasks.roles import Roles, apply_postgres_roles
-
-    roles = Roles(schema=env.get("REDDIT_PIPELINE_WAREHOUSE_SCHEMA", "reddit"))
-    with psycopg.connect(dsn, connect_timeout=10) as connection:
-        apply_postgres_roles(connection, roles)
-    return f"{roles.loader}, {roles.analyst}, {roles.state}"
+    roles = Roles(schema=env.get(settings.WAREHOUSE_SCHEMA_ENV, settings.WAREHOUSE_SCHEMA))
+    file = apply_roles(
+        dsn,
+        roles,
+        loader_user=env.get("REDDIT_PIPELINE_REDSHIFT_LOADER_USER"),
+        connect_redshift=connect_redshift or connect_redshift_admin,
+    )
+    return f"{file}: {roles.loader}, {roles.analyst}, {roles.state}"
 
 
 def prefect_files(pool_type: str) -> list[Path]:

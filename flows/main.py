@@ -101,7 +101,7 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     state.finish_run(
         summary.run_id, "completed", summary.counts(), summary.raw_bytes, summary.durations
     )
-    _report_slowdown(state, summary)
+    _report_slowdown(state, summary, config)
     state.close()
     _publish(summary)
     return summary
@@ -190,14 +190,16 @@ def _run_stages(
         _commit(state, source.name, summary)
 
 
-def _report_slowdown(state: StateStore, summary: RunSummary) -> None:
+def _report_slowdown(state: StateStore, summary: RunSummary, config: PipelineConfig) -> None:
     """Warn, and emit an event the alerts listen to, when this run took k times the median of
-    the recent ones; a finished run must not fail on its own monitoring."""
+    the recent ones of its kind; a finished run must not fail on its own monitoring."""
     log = get_run_logger()
     try:
         from tasks.monitoring import report_slowdown
 
-        slow = report_slowdown(state, summary.run_id)
+        slow = report_slowdown(
+            state, summary.run_id, config.slowdown_factor, config.slowdown_history
+        )
     except Exception as exc:
         log.warning("slowdown check failed: %s", exc)
         return

@@ -2,30 +2,69 @@
 
 `python flows/main.py rebuild [--subreddit S] [--since DAY] [--until DAY]` locally; the
 `rebuild` deployment in production. Losing the warehouse or the state database loses nothing.
+The lake, the engines, the warehouse and the state store come from a PipelineConfig, built by
+the same `build_engines` as the pipeline's runs: a rebuild reads the S3 lake and loads
+PostgreSQL or Redshift exactly where the scheduled runs do.
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import date
+import uuid
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from tasks import settings
-from tasks.config import PipelineConfig
-from tasks.lake import LocalLake
+from tasks.config import SUBREDDIT_INPUT_PATTERN, PipelineConfig
+from tasks.engines import build_engines
 from tasks.rebuild import RebuildResult, rebuild
+from tasks.state import RunRecord
+
+# The PipelineConfig fields that say where things are; the CLI offers each as --field-name.
+LOCATION_FIELDS = (
+    "lake",
+    "s3_bucket_block",
+    "aws_credentials_block",
+    "process_engine",
+    "glue_job_name",
+    "model_engine",
+    "athena_block",
+    "warehouse_block",
+    "warehouse_dsn",
+    "state_dsn",
+)
 
 
 class RebuildConfig(BaseModel):
-    subreddits: list[str] = Field(default_factory=list, description="Only these subreddits.")
+    subreddits: list[str] = Field(
+        default_factory=list,
+        description="Only these subreddits (whole raw batches that hold them are rebuilt).",
+        json_schema_extra={"items": {"type": "string", "pattern": SUBREDDIT_INPUT_PATTERN}},
+    )
     since: date | None = Field(None, description="First day to rebuild (UTC).")
     until: date | None = Field(None, description="Day after the last one to rebuild.")
-    lake_dir: Path = Field(settings.DEFAULT_LAKE_DIR, description="Local lake folder.")
-    warehouse_path: Path = Field(settings.DEFAULT_WAREHOUSE_PATH, description="DuckDB warehouse.")
-    state_path: Path = Field(settings.DEFAULT_STATE_PATH, description="DuckDB state store.")
+    pipeline: PipelineConfig = Field(
+        default_factory=PipelineConfig,
+        description="Where the lake, the engines, the warehouse and the state store are: the "
+        "same settings as the pipeline's runs (lake, s3_bucket_block, process_engine, "
+        "model_engine, warehouse, warehouse_block, state_dsn, ...).",
+    )
+
+    @field_validator("subreddits")
+    @classmethod
+    def _check_subreddits(cls, names: list[str]) -> list[str]:
+        return PipelineConfig._check_subreddits(names)
+
+    @model_validator(mode="after")
+    def _check_window(self) -> RebuildConfig:
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError(f"since ({self.since}) must be before until ({self.until})")
+        return self
 
 
 @flow(name="reddit-rebuild", log_prints=True)
@@ -35,22 +74,36 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
 
     config = config or RebuildConfig()
     log = get_run_logger()
-    state = open_state(
-        PipelineConfig(
-            state_path=config.state_path,
-            lake_dir=config.lake_dir,
-            warehouse_path=config.warehouse_path,
-        )
-    )
+    engines = build_engines(config.pipeline)
+    log.info("Engines: %s", ", ".join(f"{k} {v}" for k, v in engines.description.items()))
+    state = open_state(config.pipeline)
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-rebuild-{uuid.uuid4().hex[:8]}"
     try:
-        result = rebuild(
-            LocalLake(config.lake_dir),
-            config.warehouse_path,
-            state,
-            tuple(s.lower() for s in config.subreddits),
-            config.since.isoformat() if config.since else None,
-            config.until.isoformat() if config.until else None,
+        # Recorded like a pipeline run, so `status` and the run history show rebuilds too.
+        state.start_run(
+            RunRecord(
+                run_id,
+                "rebuild",
+                _flow_run_id(),
+                _midnight(config.since),
+                _midnight(config.until),
+                config.model_dump(mode="json"),
+            )
         )
+        try:
+            result = rebuild(
+                engines,
+                state,
+                tuple(config.subreddits),
+                config.since.isoformat() if config.since else None,
+                config.until.isoformat() if config.until else None,
+                run_id,
+                config.pipeline.freshness_max_age.total_seconds() / 3600,
+            )
+        except BaseException as exc:
+            state.finish_run(run_id, "failed", {}, 0, {}, error=f"{type(exc).__name__}: {exc}")
+            raise
+        state.finish_run(run_id, "completed", _counts(result), 0, {})
     finally:
         state.close()
     log.info(
@@ -63,7 +116,27 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
     return result
 
 
-def main(argv: list[str]) -> int:
+def _midnight(day: date | None) -> datetime | None:
+    return datetime.combine(day, time(), UTC) if day else None
+
+
+def _flow_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def _counts(result: RebuildResult) -> dict[str, Any]:
+    """The figures status shows, in the keys pipeline runs use."""
+    return {
+        "batches": result.batches,
+        "processed_rows": result.processed_rows,
+        "days": len(result.days),
+        "loaded_new": dict(result.load.inserted_totals()) if result.load else {},
+        "loaded_updated": dict(result.load.updated_totals()) if result.load else {},
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python flows/main.py rebuild",
         description="Recreate processed data, marts, warehouse and watermarks from the raw lake.",
@@ -72,20 +145,59 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--since", type=date.fromisoformat, help="first day (YYYY-MM-DD)")
     parser.add_argument("--until", type=date.fromisoformat, help="day after the last one")
     parser.add_argument("--lake-dir", type=Path, default=settings.DEFAULT_LAKE_DIR)
-    parser.add_argument("--warehouse", type=Path, default=settings.DEFAULT_WAREHOUSE_PATH)
+    parser.add_argument(
+        "--warehouse", type=Path, default=settings.DEFAULT_WAREHOUSE_PATH, help="DuckDB file"
+    )
     parser.add_argument("--state", type=Path, default=settings.DEFAULT_STATE_PATH)
+    parser.add_argument(
+        "--warehouse-kind",
+        choices=["duckdb", "postgres", "redshift"],
+        default="duckdb",
+        help=PipelineConfig.model_fields["warehouse"].description,
+    )
+    for name in LOCATION_FIELDS:
+        described = PipelineConfig.model_fields[name].description or ""
+        if name.endswith("_dsn"):
+            described += " Prefer the environment variable: a command line is visible to ps."
+        parser.add_argument("--" + name.replace("_", "-"), help=described)
+    return parser
+
+
+def parse_rebuild_config(argv: list[str]) -> RebuildConfig:
+    """Parse and validate; on any user error, exit 2 with one line on stderr."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.lake_dir.is_dir():
-        parser.exit(2, f"error: no lake at {args.lake_dir}\n")
-    result = reddit_rebuild(
-        RebuildConfig(
+    values = {name: getattr(args, name) for name in LOCATION_FIELDS}
+    values |= {
+        "lake_dir": args.lake_dir,
+        "warehouse_path": args.warehouse,
+        "state_path": args.state,
+        "warehouse": args.warehouse_kind,
+    }
+    try:
+        config = RebuildConfig(
             subreddits=args.subreddit,
             since=args.since,
             until=args.until,
-            lake_dir=args.lake_dir,
-            warehouse_path=args.warehouse,
-            state_path=args.state,
+            pipeline=PipelineConfig(**{k: v for k, v in values.items() if v is not None}),
         )
-    )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        parser.exit(2, f"error: {where + ': ' if where else ''}{first['msg']}\n")
+    if config.pipeline.lake == "local" and not config.pipeline.lake_dir.is_dir():
+        parser.exit(2, f"error: no lake at {config.pipeline.lake_dir}\n")
+    return config
+
+
+def main(argv: list[str]) -> int:
+    import sys
+
+    config = parse_rebuild_config(argv)
+    try:
+        result = reddit_rebuild(config)
+    except Exception as exc:
+        print(f"error: the rebuild failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     print(f"rebuilt {result.batches} batches, {result.processed_rows} rows, days {result.days}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,19 @@ def _duration(run: dict[str, Any]) -> str:
     return f"{(run['finished_at'] - run['started_at']).total_seconds():.1f}s"
 
 
+def _loaded(counts: dict[str, Any], key: str) -> str:
+    """Rows loaded (new or updated) over all tables, blank for a run that loaded nothing."""
+    total = sum((counts.get(key) or {}).values())
+    return str(total) if key in counts else ""
+
+
 def render(
     store: StateStore, console: Console, limit: int = 10, now: datetime | None = None
 ) -> None:
     runs = store.recent_runs(limit)
     table = Table(title="last runs")
-    for column in ("started (UTC)", "run", "source", "status", "duration", "staged", "quarantined"):
+    columns = ("started (UTC)", "run", "source", "status", "duration", "staged", "quarantined")
+    for column in (*columns, "loaded new", "loaded updated"):
         table.add_column(column)
     for run in runs:
         counts = json.loads(run["counts"] or "{}")
@@ -49,6 +57,8 @@ def render(
             _duration(run),
             str(counts.get("staged", "")),
             str(counts.get("quarantined", "")),
+            _loaded(counts, "loaded_new"),
+            _loaded(counts, "loaded_updated"),
         )
     console.print(table)
 
@@ -69,6 +79,10 @@ def render(
 
 
 def main(argv: list[str]) -> int:
+    import psycopg
+    from psycopg_pool import PoolTimeout
+    from pydantic import SecretStr
+
     from flows.main import open_state
     from tasks.config import PipelineConfig
 
@@ -76,10 +90,28 @@ def main(argv: list[str]) -> int:
         prog="python flows/main.py status",
         description="The last runs, each subreddit's lag and the last failures.",
     )
-    parser.add_argument("--state", type=Path, default=settings.DEFAULT_STATE_PATH)
+    parser.add_argument(
+        "--state", type=Path, default=settings.DEFAULT_STATE_PATH, help="DuckDB state file"
+    )
+    parser.add_argument(
+        "--state-dsn",
+        help="PostgreSQL state store (default REDDIT_PIPELINE_STATE_DSN; the environment "
+        "variable keeps a password out of the process list)",
+    )
     parser.add_argument("--limit", type=int, default=10)
     args = parser.parse_args(argv)
-    store = open_state(PipelineConfig(state_path=args.state))
+    dsn = args.state_dsn or os.environ.get("REDDIT_PIPELINE_STATE_DSN")
+    if not dsn and not args.state.is_file():
+        parser.exit(
+            2,
+            f"error: no state store: no DuckDB state file at {args.state}; pass --state, or "
+            "--state-dsn (REDDIT_PIPELINE_STATE_DSN) for PostgreSQL\n",
+        )
+    config = PipelineConfig(state_path=args.state, state_dsn=SecretStr(dsn) if dsn else None)
+    try:
+        store = open_state(config)
+    except (psycopg.Error, PoolTimeout) as exc:
+        parser.exit(1, f"error: cannot open the state store: {type(exc).__name__}: {exc}\n")
     try:
         render(store, Console(), args.limit)
     finally:

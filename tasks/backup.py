@@ -34,6 +34,11 @@ class RestoreError(RuntimeError):
     """The backup cannot be restored here: none found, incomplete, or the target not empty."""
 
 
+class NoStateError(RuntimeError):
+    """There is no state to back up: the store is missing or holds no run. A scheduled backup
+    that wrote an empty copy would look fine until the day it is needed."""
+
+
 @dataclass(frozen=True)
 class BackupResult:
     prefix: str
@@ -54,8 +59,21 @@ def _read_table(store: StateStore, table: str) -> pa.Table:
     cursor = store._execute(f"select * from {table}")
     names = [d[0] for d in cursor.description]
     rows = cursor.fetchall()
-    store.con.commit()  # end the read transaction: PostgreSQL would hold it open otherwise
     return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+
+
+def read_snapshot(store: StateStore) -> dict[str, pa.Table]:
+    """Every state table as of one moment: a run that commits between two tables' reads
+    (its watermarks, then its pipeline_runs row) is in both or in neither. PostgreSQL reads
+    in one REPEATABLE READ, READ ONLY transaction; DuckDB's transactions are snapshots
+    already, and the store keeps one open until commit."""
+    store.con.commit()  # whatever the store had open ends here; the snapshot starts fresh
+    if store.placeholder == "%s":  # PostgreSQL: the first statement of the transaction
+        store._execute("set transaction isolation level repeatable read, read only")
+    try:
+        return {table: _read_table(store, table) for table in _existing_tables(store)}
+    finally:
+        store.con.commit()  # end the read transaction: PostgreSQL would hold it open otherwise
 
 
 def backup_state(store: StateStore, lake: Lake, now: datetime | None = None) -> BackupResult:
@@ -63,9 +81,16 @@ def backup_state(store: StateStore, lake: Lake, now: datetime | None = None) -> 
     (table -> row count), so a restore can tell a complete backup from an interrupted one."""
     stamp = f"{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%SZ}"
     prefix = f"{BACKUP_PREFIX}/{stamp}"
+    tables = read_snapshot(store)
+    runs = tables.get("pipeline_runs")
+    if runs is None or runs.num_rows == 0:
+        raise NoStateError(
+            "the state store holds no pipeline run: nothing to back up. If runs have happened, "
+            "this is not their store: set REDDIT_PIPELINE_STATE_DSN (or state_dsn) where the "
+            "backup runs"
+        )
     rows: dict[str, int] = {}
-    for table in _existing_tables(store):
-        data = _read_table(store, table)
+    for table, data in tables.items():
         buffer = io.BytesIO()
         pq.write_table(data, buffer, compression="zstd")
         lake.put_bytes(f"{prefix}/{table}.parquet", buffer.getvalue())

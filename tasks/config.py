@@ -165,6 +165,18 @@ class PipelineConfig(BaseModel):
         ge=1024,
         description="Decompressed bytes processed at a time; bounds memory.",
     )
+    slowdown_factor: float = Field(
+        3.0,
+        gt=1,
+        description="Slowdown alert when a run takes more than this many times the median of "
+        "the recent completed runs with the same parameters (source, subreddits, refresh, "
+        "window or dumps, engines).",
+    )
+    slowdown_history: int = Field(
+        10,
+        ge=3,
+        description="How many recent runs of the same kind the slowdown median is taken over.",
+    )
 
     @field_validator("subreddits")
     @classmethod

@@ -1,11 +1,12 @@
-"""Connection pools (psycopg_pool) for tasks that share one PostgreSQL database.
+"""Connection pools (psycopg_pool) for the state store, which the tasks of a process share.
 
-A run opens a connection per use of the state store or the warehouse; where several tasks of
-one process use the same database (the backfill's subflows, the backup and the pipeline on
-one worker, concurrent load tasks), each new connection costs a TLS handshake and an
-authentication round trip. One pool per DSN per process shares them. Pools are keyed by the
-DSN, so the TLS settings in it (sslmode from the PostgresWarehouse block) apply to every
-pooled connection.
+Every run opens the state store (start, locks, commit, finish, the slowdown check), and the
+backfill's subflows, the backup and the pipeline on one worker each open it again; each new
+connection costs a TLS handshake and an authentication round trip. One pool per DSN per
+process shares them. Pools are keyed by the DSN, so the TLS settings in it (sslmode) apply to
+every pooled connection. The warehouse is not pooled: a run loads once, on one connection
+(PostgresWarehouse.connect), so a pool would save one handshake a run and hold a connection
+open between runs.
 
 A pooled connection is returned, not closed: a session-level advisory lock left on it would
 outlive the run that took it (StateStore.subreddit_locks releases its own, but a crash between
@@ -107,20 +108,3 @@ def pooled_state(dsn: str, max_size: int = 4) -> Iterator[StateStore]:
         yield store
     finally:
         store.close()
-
-
-@contextmanager
-def pooled_connection(dsn: str, max_size: int = 4) -> Iterator[psycopg.Connection[Any]]:
-    """A raw pooled psycopg connection (e.g. for the warehouse load): committed on success,
-    rolled back on error, returned to the pool either way."""
-    with shared_pool(dsn, max_size).connection() as connection:
-        yield connection
-
-
-def warehouse_dsn(block: Any) -> str:
-    """A libpq DSN from a PostgresWarehouse block, with its sslmode and password, for
-    shared_pool. Holds the secret: never log it. search_path is set per connection through
-    `options`, since pooled connections outlive a `set search_path`."""
-    from psycopg.conninfo import make_conninfo
-
-    return make_conninfo(**block.connection_params(), options=f"-c search_path={block.db_schema}")

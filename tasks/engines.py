@@ -6,12 +6,18 @@ defaults are a folder and DuckDB, and that production may be S3, Glue, Athena an
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+
+from tasks import settings
 from tasks.check_sources import CheckEngine, build_check_engine
+from tasks.complete_days import restore_missing_processed
 from tasks.config import PipelineConfig
 from tasks.lake import Lake, LocalLake
 from tasks.load import LoadResult, load_task
@@ -57,8 +63,8 @@ def build_lake(config: PipelineConfig) -> tuple[Lake, str | None]:
         raise ValueError("lake 's3' needs s3_bucket_block, the name of a prefect-aws S3Bucket")
     from prefect_aws.s3 import S3Bucket
 
-    settings = S3LakeSettings(sse=config.s3_encryption, kms_key_id=config.s3_kms_key_id)
-    lake = S3Lake.from_block(S3Bucket.load(config.s3_bucket_block), settings)
+    lake_settings = S3LakeSettings(sse=config.s3_encryption, kms_key_id=config.s3_kms_key_id)
+    lake = S3Lake.from_block(S3Bucket.load(config.s3_bucket_block), lake_settings)
     return lake, lake.root_uri
 
 
@@ -80,6 +86,7 @@ def build_engines(config: PipelineConfig) -> Engines:
     description["model"] = config.model_engine
     if config.model_engine == "athena":
         model = _athena_model(config, lake, lake_uri)
+    model = _complete_days_first(lake, process, model)
 
     load, description["warehouse"] = _warehouse(config, lake, lake_uri)
     check = build_check_engine(config, lake)
@@ -87,6 +94,29 @@ def build_engines(config: PipelineConfig) -> Engines:
     return Engines(
         lake, process, model, load, description, config.process_engine == "duckdb", check
     )
+
+
+def _complete_days_first(lake: Lake, process: ProcessStep, model: ModelStep) -> ModelStep:
+    """The model step, after the touched days' expired processed files are made again from
+    raw (tasks.complete_days): a day's marts are never built from part of its data."""
+
+    def model_complete(dts: list[str]) -> ModelResult:
+        restored = restore_missing_processed(lake, dts, process)
+        if restored:
+            _logger().warning(
+                "Reprocessed raw files whose processed files had expired: %s",
+                ", ".join(f"{kind} {n}" for kind, n in restored.items()),
+            )
+        return model(dts)
+
+    return model_complete
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 def _glue_process(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> ProcessStep:
@@ -166,7 +196,9 @@ def _postgres_block(config: PipelineConfig, block_type: Any) -> Any:
             "warehouse 'postgres' needs warehouse_block (a PostgresWarehouse block) or "
             "warehouse_dsn (REDDIT_PIPELINE_WAREHOUSE_DSN)"
         )
-    return block_type.from_dsn(dsn)
+    return block_type.from_dsn(
+        dsn, os.environ.get(settings.WAREHOUSE_SCHEMA_ENV, settings.WAREHOUSE_SCHEMA)
+    )
 
 
 def stop_glue_runs_hook(flow: Any, flow_run: Any, state: Any) -> None:
@@ -175,8 +207,6 @@ def stop_glue_runs_hook(flow: Any, flow_run: Any, state: Any) -> None:
     usual way, but not when the process is killed (SIGKILL after the grace period, a lost
     worker or container); Prefect's runner then calls this hook from outside the flow's
     process, with the flow run read back from the API, whose parameters are plain JSON."""
-    import logging
-
     from tasks.glue import glue_client, stop_runs_of_flow_run
 
     raw = (flow_run.parameters or {}).get("config")

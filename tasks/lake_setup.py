@@ -6,7 +6,10 @@
   (tasks.rebuild), so no rule touches it.
 - processed/ and quarantine/ expire after a number of days: processed files are re-made from raw
   on demand, quarantine files are for people to read for a while (their counts stay in the
-  state store).
+  state store). processed/ must outlive the refresh window (--refresh-days, the longest
+  refresh_max_age of the deployments) by a margin: every run remodels the days it touches
+  from their processed files, and a missing one has to be reprocessed from raw first
+  (tasks.complete_days), which a routine refresh should never need.
 - backups/ (the state store's, tasks.backup) expire after --backups-days (0 keeps them).
 - Versioning keeps an overwritten or deleted object as a noncurrent version, which is what
   makes a bad rerun or a mistaken delete recoverable; noncurrent versions expire after
@@ -28,6 +31,22 @@ import boto3
 from botocore.exceptions import ClientError
 
 RULE_PREFIX = "reddit-pipeline-"
+# Days of processed files kept beyond the refresh window: late items and a refresh that runs
+# a few days late still find their days whole.
+PROCESSED_MARGIN_DAYS = 7
+DEFAULT_REFRESH_DAYS = 7  # prefect.yaml's daily-refresh: refresh_max_age P7D
+
+
+def check_processed_retention(processed_days: int, refresh_days: int) -> None:
+    """Refuse a processed/ retention the routine runs would outrun (0 keeps for ever)."""
+    least = refresh_days + PROCESSED_MARGIN_DAYS
+    if 0 < processed_days < least:
+        raise ValueError(
+            f"--processed-days {processed_days} is shorter than the refresh window "
+            f"({refresh_days} days) plus a margin of {PROCESSED_MARGIN_DAYS}: refreshed days "
+            f"would have to be reprocessed from raw on every run; use at least {least}, or 0 "
+            "to keep processed files"
+        )
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,10 @@ class RetentionPolicy:
     backups_days: int = 90
     noncurrent_days: int = 30
     abort_multipart_days: int = 7
+    refresh_days: int = DEFAULT_REFRESH_DAYS
+
+    def __post_init__(self) -> None:
+        check_processed_retention(self.processed_days, self.refresh_days)
 
 
 def _expire(rule_id: str, prefix: str, days: int) -> dict[str, Any]:
@@ -105,6 +128,12 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--prefix", default="", help="the lake's folder in the bucket")
     parser.add_argument("--processed-days", type=int, default=30)
+    parser.add_argument(
+        "--refresh-days",
+        type=int,
+        default=DEFAULT_REFRESH_DAYS,
+        help="the longest refresh_max_age of the deployments, in days (daily-refresh: 7)",
+    )
     parser.add_argument("--quarantine-days", type=int, default=90)
     parser.add_argument("--backups-days", type=int, default=90, help="0 keeps backups")
     parser.add_argument("--noncurrent-days", type=int, default=30)
@@ -114,7 +143,10 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
     days = (args.processed_days, args.quarantine_days, args.backups_days, args.noncurrent_days)
     if min(days) < 0:
         parser.error("days must be 0 (never) or more")
-    policy = RetentionPolicy(*days)
+    try:
+        policy = RetentionPolicy(*days, refresh_days=args.refresh_days)
+    except ValueError as exc:
+        parser.exit(2, f"error: {exc}\n")
     if client is None:
         client = boto3.client("s3", endpoint_url=args.endpoint_url, region_name=args.region)
     try:

@@ -19,6 +19,7 @@ on that event notifies.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from datetime import timedelta
@@ -127,23 +128,52 @@ def ensure_monitoring(
 # -- slowdown ---------------------------------------------------------------------------------
 
 
+# Earlier runs read to find `recent` ones of the same kind: a bound on the scan, enough for a
+# daily run's history among 15-minute ones (96 a day) for a few days.
+HISTORY_SCAN = 1000
+# The parameters that change how long a run takes. The deployments differ in them: incremental
+# (no refresh, open window), daily-refresh (refresh_max_age P7D), backfill parts (a bounded
+# window or dump files), so runs of one deployment compare only with each other.
+KIND_PARAMETERS = (
+    "source",
+    "subreddits",
+    "refresh_max_age",
+    "full_refresh",
+    "process_engine",
+    "model_engine",
+    "warehouse",
+)
+
+
+def run_kind(parameters: str | dict[str, Any] | None) -> str:
+    """What a run is, from the parameters the state store keeps with it."""
+    values = json.loads(parameters) if isinstance(parameters, str) else (parameters or {})
+    kind = {name: values.get(name) for name in KIND_PARAMETERS}
+    kind["window"] = bool(values.get("since") or values.get("until"))
+    kind["dumps"] = bool(values.get("dump_paths"))
+    return json.dumps(kind, sort_keys=True, default=str)
+
+
 def _completed_durations(store: StateStore, run_id: str, recent: int) -> tuple[float, list[float]]:
-    """This run's duration in seconds, and those of the `recent` completed runs that started
-    before it (newest first). Durations come from started_at/finished_at, which both
-    databases store as naive UTC."""
+    """This run's duration in seconds, and those of the `recent` completed runs of the same
+    kind (run_kind) that started before it (newest first). Durations come from
+    started_at/finished_at, which both databases store as naive UTC."""
     row = store._execute(
-        "select started_at, finished_at from pipeline_runs where run_id = %s", (run_id,)
+        "select started_at, finished_at, parameters from pipeline_runs where run_id = %s",
+        (run_id,),
     ).fetchone()
     if row is None or row[1] is None:
         raise ValueError(f"run {run_id!r} is not finished in the state store")
-    started, finished = row
+    started, finished, parameters = row
+    kind = run_kind(parameters)
     rows = store._execute(
-        "select started_at, finished_at from pipeline_runs where status = 'completed' "
-        "and finished_at is not null and run_id <> %s and started_at < %s "
-        "order by started_at desc limit %s",
-        (run_id, started, recent),
+        "select started_at, finished_at, parameters from pipeline_runs "
+        "where status = 'completed' and finished_at is not null and run_id <> %s "
+        "and started_at < %s order by started_at desc limit %s",
+        (run_id, started, HISTORY_SCAN),
     ).fetchall()
-    return (finished - started).total_seconds(), [(f - s).total_seconds() for s, f in rows]
+    same = [(f - s).total_seconds() for s, f, p in rows if run_kind(p) == kind]
+    return (finished - started).total_seconds(), same[:recent]
 
 
 def slowdown_figures(
@@ -171,7 +201,7 @@ def _message(figures: dict[str, Any]) -> str:
     return (
         f"run {figures['run_id']} took {figures['duration_seconds']:.1f}s, "
         f"{figures['ratio']:.1f}x the median {figures['median_seconds']:.1f}s of the last "
-        f"{figures['recent_runs']} completed runs (threshold {figures['k']:g}x)"
+        f"{figures['recent_runs']} completed runs of its kind (threshold {figures['k']:g}x)"
     )
 
 

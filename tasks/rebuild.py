@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks import duck, settings
+from tasks.check import check_task, enforce, publish_check_results, record_check_results
+from tasks.engines import Engines
 from tasks.lake import Lake, readable_path
-from tasks.load import LoadResult, load_duckdb
-from tasks.model import run_models
-from tasks.process import batch_of, process_batches
+from tasks.load import LoadResult
+from tasks.process import batch_of
 from tasks.raw import source_of_batch
 from tasks.state import StateStore, Watermarks
 
@@ -85,28 +86,41 @@ def watermarks_from_processed(lake: Lake, kind: str, keys: list[str]) -> dict[st
 
 
 def rebuild(
-    lake: Lake,
-    warehouse: Path,
+    engines: Engines,
     state: StateStore,
     subreddits: tuple[str, ...] = (),
     since_day: str | None = None,
     until_day: str | None = None,
+    run_id: str = "rebuild",
+    max_age_hours: float = 48.0,
 ) -> RebuildResult:
+    """The pipeline's own process, model, check and load steps (whatever engines the config
+    names: DuckDB or Glue, DuckDB or Athena, DuckDB, PostgreSQL or Redshift), fed from the raw
+    lake instead of a source. A failed contract stops the load, as in a run."""
+    lake = engines.lake
     result = RebuildResult()
     days: set[str] = set()
+    kinds_found = []
     for kind in settings.KINDS:
         keys = raw_keys_to_rebuild(lake, kind, subreddits, since_day, until_day)
         result.batches += len({batch_of(k) for k in keys})
-        processed = process_batches(lake, kind, keys)
+        processed = engines.process(kind, keys)
         result.processed_rows += processed.rows
+        if processed.rows:
+            kinds_found.append(kind)
         days |= processed.dts
         for source, marks in watermarks_from_processed(
             lake, kind, processed.processed_keys
         ).items():
             result.watermarks.setdefault(source, {}).update(marks)
     result.days = sorted(days)
-    modeled = run_models(lake, result.days)
-    result.load = load_duckdb(warehouse, lake, modeled.curated_keys)
+    modeled = engines.model(result.days)
+    # Every subreddit is expected: whole batches come back, whatever the filter asked for.
+    report = check_task(lake, result.days, modeled.curated_keys, [], kinds_found, max_age_hours)
+    publish_check_results(report, run_id)
+    record_check_results(state, run_id, report)
+    enforce(report)  # QualityGateFailed: no load, no watermarks
+    result.load = engines.load(modeled.curated_keys, run_id)
     for source, marks in result.watermarks.items():
-        state.advance_watermarks(source, marks, "rebuild")
+        state.advance_watermarks(source, marks, run_id)
     return result

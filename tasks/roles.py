@@ -2,6 +2,12 @@
 
     python -m tasks.roles --dsn postgresql://admin@host/db?sslmode=verify-full \
         [--schema reddit] [--state-schema reddit_state] [--grant-analyst-to alice ...]
+    python -m tasks.roles --dsn redshift://admin@cluster:5439/dev --loader-user etl
+
+The admin DSN's scheme says which warehouse: `redshift://` applies redshift_roles.sql (the
+loader role is granted to --loader-user, the RedshiftWarehouse block's user), anything else
+postgres_roles.sql. The password may be left out of the DSN: PGPASSWORD (PostgreSQL) or
+REDSHIFT_PASSWORD (Redshift) is read instead.
 
 The pipeline connects as the loader (the warehouse block's user) and as the state role (the
 state DSN's user), so a bug or a leaked credential of one reaches only its own tables; people
@@ -13,10 +19,15 @@ spliced into DDL, which takes no bind parameters).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from tasks import settings
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql" / "roles"
 MARTS = ("posts", "comments", "subreddit_daily")
@@ -36,8 +47,8 @@ class Roles:
     loader: str = "reddit_loader"
     analyst: str = "reddit_analyst"
     state: str = "reddit_state"
-    schema: str = "reddit"
-    state_schema: str = "reddit_state"
+    schema: str = settings.WAREHOUSE_SCHEMA
+    state_schema: str = settings.STATE_SCHEMA
     marts: tuple[str, ...] = field(default=MARTS)
 
     def __post_init__(self) -> None:
@@ -116,12 +127,71 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+def roles_file(dsn: str) -> str:
+    """Which file an admin DSN gets: Redshift's for `redshift://`, else PostgreSQL's."""
+    return "redshift_roles.sql" if dsn.startswith("redshift://") else "postgres_roles.sql"
+
+
+def connect_redshift_admin(dsn: str) -> Any:
+    """redshift_connector from `redshift://user[:password]@host[:port]/database`, TLS on."""
+    import redshift_connector
+
+    parts = urlsplit(dsn)
+    if not (parts.hostname and parts.username):
+        raise ValueError("a Redshift admin DSN looks like redshift://admin@host:5439/dev")
+    password = unquote(parts.password) if parts.password else os.environ.get("REDSHIFT_PASSWORD")
+    return redshift_connector.connect(
+        host=parts.hostname,
+        port=parts.port or 5439,
+        database=parts.path.lstrip("/") or "dev",
+        user=unquote(parts.username),
+        password=password,
+        ssl=True,
+    )
+
+
+def apply_roles(
+    dsn: str,
+    roles: Roles,
+    analysts: tuple[str, ...] = (),
+    loader_user: str | None = None,
+    connect_redshift: Callable[[str], Any] = connect_redshift_admin,
+) -> str:
+    """Apply the file the admin DSN calls for; returns its name."""
+    file = roles_file(dsn)
+    if file == "redshift_roles.sql":
+        if not loader_user:
+            raise ValueError(
+                "Redshift roles need the loader user (the RedshiftWarehouse block's user): "
+                "pass --loader-user or set REDDIT_PIPELINE_REDSHIFT_LOADER_USER"
+            )
+        connection = connect_redshift(dsn)
+        try:
+            apply_redshift_roles(connection, roles, loader_user, analysts)
+        finally:
+            connection.close()
+        return file
+    import psycopg
+
+    with psycopg.connect(dsn, connect_timeout=10) as connection:
+        apply_postgres_roles(connection, roles, analysts)
+    return file
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tasks.roles",
-        description="Create or update the loader, analyst and state roles on PostgreSQL.",
+        description="Create or update the loader, analyst and state roles on PostgreSQL, or "
+        "the loader and analyst roles on Redshift (a redshift:// DSN).",
     )
-    parser.add_argument("--dsn", required=True, help="an administrator's DSN (with sslmode)")
+    parser.add_argument(
+        "--dsn",
+        required=True,
+        help="an administrator's DSN: postgresql://... (with sslmode) or redshift://...",
+    )
+    parser.add_argument(
+        "--loader-user", help="Redshift: the user the loader role is granted to (the block's)"
+    )
     parser.add_argument("--schema", default=Roles.schema)
     parser.add_argument("--state-schema", default=Roles.state_schema)
     parser.add_argument("--loader", default=Roles.loader)
@@ -133,12 +203,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         roles = Roles(args.loader, args.analyst, args.state, args.schema, args.state_schema)
-        with psycopg.connect(args.dsn, connect_timeout=10) as connection:
-            apply_postgres_roles(connection, roles, tuple(args.grant_analyst_to))
-    except (ValueError, psycopg.Error) as exc:
+        file = apply_roles(args.dsn, roles, tuple(args.grant_analyst_to), args.loader_user)
+    except (ValueError, psycopg.Error, ConnectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"roles {roles.loader}, {roles.analyst}, {roles.state} on {roles.schema}")
+    print(f"{file}: roles {roles.loader}, {roles.analyst}, {roles.state} on {roles.schema}")
     return 0
 
 

@@ -41,5 +41,14 @@ PROCESSED_PREFIX = "processed/reddit"
 CURATED_PREFIX = "curated/reddit"
 QUARANTINE_PREFIX = "quarantine/reddit"
 
+# The warehouse schema of the marts, on PostgreSQL and Redshift: the blocks' default and the
+# roles' (sql/roles), so a loader role and a block made with defaults agree. A deployment that
+# uses another one sets it in both: the block's `schema` and REDDIT_PIPELINE_WAREHOUSE_SCHEMA
+# (read by the bootstrap's roles step and by a warehouse built from a DSN).
+WAREHOUSE_SCHEMA = "reddit"
+WAREHOUSE_SCHEMA_ENV = "REDDIT_PIPELINE_WAREHOUSE_SCHEMA"
+# The state store's own schema on PostgreSQL when the roles are applied.
+STATE_SCHEMA = "reddit_state"
+
 KINDS = ("posts", "comments")
 FULLNAME_PREFIX = {"posts": "t3_", "comments": "t1_"}

@@ -15,7 +15,7 @@ from aws_fixtures import CREDENTIALS, REGION, moto_server  # noqa: F401 (fixture
 from conftest import PG_ADMIN_DSN
 
 from flows.backup import main
-from tasks.backup import RestoreError, backup_state, list_backups, restore_state
+from tasks.backup import NoStateError, RestoreError, backup_state, list_backups, restore_state
 from tasks.check import CheckReport, CheckRow, record_check_results
 from tasks.db_pool import close_pools, pooled_state
 from tasks.lake import Lake, LocalLake
@@ -167,3 +167,85 @@ def test_the_cli_backs_up_and_restores_a_named_backup(
     assert _all_rows(empty_dsn) == _all_rows(pg_dsn)
     assert main(["restore", "--backup", "nope", "--state-dsn", empty_dsn, "--lake-dir", lake_dir])
     assert "no complete backup 'nope'" in capsys.readouterr().err
+
+
+class _WriterBetweenReads:
+    """The store's connection, with another session committing a new run and its watermark
+    right after the backup has read pipeline_runs and before it reads watermarks."""
+
+    def __init__(self, inner: Any, dsn: str) -> None:
+        self.inner, self.dsn, self.wrote = inner, dsn, False
+
+    def execute(self, query: str, params: Any = ()) -> Any:
+        result = self.inner.execute(query, params)
+        if query.startswith("select * from pipeline_runs") and not self.wrote:
+            rows = result.fetchall()  # read before the other session commits
+            other = open_postgres_state(self.dsn)
+            other.start_run(RunRecord("run-late", "api"))
+            other.advance_watermarks("api", {("go", "posts"): (9.0, "t3_late")}, "run-late")
+            other.close()
+            self.wrote = True
+            return _Fetched(result.description, rows)
+        return result
+
+    def commit(self) -> None:
+        self.inner.commit()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _Fetched:
+    def __init__(self, description: Any, rows: list[Any]) -> None:
+        self.description, self.rows = description, rows
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+
+def test_a_backup_is_one_snapshot_of_every_table(pg_dsn: str, tmp_path: Path) -> None:
+    store = open_postgres_state(pg_dsn)
+    _fill(store)
+    store.con = _WriterBetweenReads(store.con, pg_dsn)
+    try:
+        backup = backup_state(store, LocalLake(tmp_path / "lake"))
+    finally:
+        store.close()
+
+    assert store.con.wrote
+    # Neither the late run nor its watermark: the tables agree with each other.
+    assert backup.rows == {"pipeline_runs": 3, "watermarks": 2, "check_results": 2}
+    assert len(_all_rows(pg_dsn)["watermarks"]) == 3
+
+
+def test_a_backup_of_an_empty_state_store_fails_and_writes_nothing(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    lake = LocalLake(tmp_path / "lake")
+    store = open_postgres_state(pg_dsn)
+    try:
+        with pytest.raises(NoStateError, match="holds no pipeline run"):
+            backup_state(store, lake)
+    finally:
+        store.close()
+    assert list_backups(lake) == []
+
+
+def test_the_backup_without_a_state_dsn_or_file_fails_at_once_and_creates_nothing(
+    prefect_api: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    monkeypatch.delenv("REDDIT_PIPELINE_STATE_DSN", raising=False)
+    state = tmp_path / "missing" / "state.duckdb"
+    started = time.monotonic()
+
+    code = main(["backup", "--state", str(state), "--lake-dir", str(tmp_path / "lake")])
+
+    assert code == 1
+    assert "no state store" in capsys.readouterr().err
+    assert not state.exists()
+    assert time.monotonic() - started < 25  # not retried: the retries wait 30 s and more

@@ -88,6 +88,7 @@ def test_an_image_pool_without_an_image_is_refused_with_what_to_set(
         assert "REDDIT_PIPELINE_IMAGE" in error and error.count("\n") == 1
     require_image("process", {})
     require_image("ecs", {"image": "registry.example/reddit:abc"})
+    assert "rebuild" in deployment_names("ecs")
 
 
 def test_backfill_splits_a_window_into_utc_days_and_dumps_into_files(tmp_path: Path) -> None:

@@ -282,6 +282,8 @@ asyncio.run(main())
     assert found["incremental"]["schedules"] == [True]
     assert found["local"]["schedules"] == [] and found["daily"]["schedules"] == []
     assert found["daily"]["flow"] == "reddit-pipeline"  # the Airflow DAG's default deployment
+    assert found["rebuild"]["schedules"] == []
+    assert found["rebuild"]["params"]["config"]["pipeline"]["lake"] == "s3"
     # The Prefect variable made by the bootstrap became the subreddits parameter.
     assert found["incremental"]["params"]["config"]["subreddits"] == ["python", "rust"]
     # Both API deployments pace through the global limit the bootstrap made.

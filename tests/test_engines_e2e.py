@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from flows.main import reddit_pipeline
+from tasks import settings
 from tasks.config import PipelineConfig
 
 pytestmark = pytest.mark.e2e
@@ -23,6 +24,7 @@ def test_sample_into_postgres_warehouse_then_rerun_without_duplicates(
     again = reddit_pipeline(config.model_copy(update={"full_refresh": True}))
 
     with psycopg.connect(pg_dsn) as con:
+        con.execute(f"set search_path to {settings.WAREHOUSE_SCHEMA}")  # the block's default
         counts = {
             table: con.execute(f"select count(*) from {table}").fetchone()[0]
             for table in ("posts", "comments", "subreddit_daily")

@@ -69,7 +69,7 @@ def test_a_second_run_keeps_foreign_rules_and_leaves_one_of_ours(s3: Any, bucket
         Bucket=bucket, LifecycleConfiguration={"Rules": [foreign]}
     )
 
-    setup_lake_bucket(s3, bucket, RetentionPolicy(processed_days=10), prefix="prod")
+    setup_lake_bucket(s3, bucket, RetentionPolicy(processed_days=15), prefix="prod")
     setup_lake_bucket(s3, bucket, RetentionPolicy(processed_days=20), prefix="prod")
 
     rules = _rules(s3, bucket)
@@ -99,3 +99,23 @@ def test_zero_days_keeps_a_folder_and_versions_protect_an_overwrite(s3: Any, buc
 def test_the_command_reports_a_missing_bucket(s3: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--bucket", "no-such-bucket"], client=s3) == 1
     assert "s3://no-such-bucket" in capsys.readouterr().err
+
+
+def test_a_processed_retention_shorter_than_the_refresh_window_is_refused(
+    s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--bucket", bucket, "--processed-days", "3"], client=s3)
+
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "--processed-days 3 is shorter than the refresh window (7 days)" in error
+    assert "at least 14" in error
+    # Nothing was written: no lifecycle configuration, versioning untouched.
+    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    with pytest.raises(ValueError, match="at least 37"):
+        RetentionPolicy(processed_days=30, refresh_days=30)
+    assert main(["--bucket", bucket, "--processed-days", "14"], client=s3) == 0
+    assert (
+        main(["--bucket", bucket, "--processed-days", "0", "--refresh-days", "30"], client=s3) == 0
+    )

@@ -4,6 +4,7 @@ store."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from tasks.monitoring import (
     check_slowdown,
     ensure_monitoring,
     report_slowdown,
+    run_kind,
 )
 from tasks.state import StateStore, open_duckdb_state, open_postgres_state
 
@@ -177,3 +179,71 @@ def test_check_slowdown_says_nothing_without_enough_history(store: StateStore) -
 def test_check_slowdown_refuses_an_unfinished_run(store: StateStore) -> None:
     with pytest.raises(ValueError, match="not finished"):
         check_slowdown(store, "no-such-run")
+
+
+INCREMENTAL = {"source": "api", "subreddits": ["python"], "refresh_max_age": "PT0S"}
+DAILY_REFRESH = {**INCREMENTAL, "refresh_max_age": "P7D"}
+BACKFILL_PART = {**INCREMENTAL, "since": "2024-03-01T00:00:00Z", "until": "2024-03-02T00:00:00Z"}
+
+
+def _record_kinds(store: StateStore, runs: list[tuple[str, dict[str, Any], float]]) -> None:
+    """Completed runs an hour apart, oldest first: (run_id, parameters, seconds)."""
+    start = datetime(2024, 3, 1, 12, 0, 0)
+    for i, (run_id, parameters, seconds) in enumerate(runs):
+        started = start + timedelta(hours=i)
+        store._execute(
+            "insert into pipeline_runs (run_id, source, status, started_at, finished_at, "
+            "parameters) values (%s, 'api', 'completed', %s, %s, %s)",
+            (run_id, started, started + timedelta(seconds=seconds), json.dumps(parameters)),
+        )
+    store.con.commit()
+
+
+def test_a_run_is_compared_only_with_recent_runs_of_its_kind(store: StateStore) -> None:
+    # A day's mix, oldest first: the daily refresh and a backfill are long, the 15-minute
+    # incremental runs short. Over all runs, the median is an incremental one's (60 s).
+    history = [(f"daily-{i}", DAILY_REFRESH, 600.0) for i in range(3)]
+    history += [(f"backfill-{i}", BACKFILL_PART, 900.0) for i in range(3)]
+    history += [(f"incremental-{i}", INCREMENTAL, 60.0) for i in range(6)]
+    latest = [
+        ("daily-now", DAILY_REFRESH, 700.0),
+        ("backfill-now", BACKFILL_PART, 1000.0),
+        ("incremental-slow", INCREMENTAL, 400.0),
+    ]
+    _record_kinds(store, history + latest)
+
+    assert check_slowdown(store, "daily-now", k=3, recent=10) is None
+    assert check_slowdown(store, "backfill-now", k=3, recent=10) is None
+    slow = check_slowdown(store, "incremental-slow", k=3, recent=10)
+    assert slow is not None and "the median 60.0s of the last 6 completed runs" in slow
+    # k and the history size are the caller's: k=7 lets the incremental run pass, and with
+    # history 2 there are too few runs for a verdict.
+    assert check_slowdown(store, "incremental-slow", k=7, recent=10) is None
+    assert check_slowdown(store, "incremental-slow", k=3, recent=2) is None
+    assert run_kind(json.dumps(DAILY_REFRESH)) != run_kind(INCREMENTAL) != run_kind(BACKFILL_PART)
+    assert run_kind(None) == run_kind({})  # runs recorded before kinds are one kind
+
+
+@pytest.mark.e2e
+def test_the_flow_reports_a_slow_run_with_the_configured_factor(
+    prefect_api: str, paths: dict[str, Path]
+) -> None:
+    from flows.main import reddit_pipeline
+    from tasks.config import PipelineConfig
+    from tasks.state import RunRecord
+
+    config = PipelineConfig(source="sample", slowdown_factor=2.5, slowdown_history=3, **paths)
+    store = open_duckdb_state(paths["state_path"])
+    try:  # three runs of the same kind that took no time at all
+        for i in range(3):
+            store.start_run(
+                RunRecord(f"quick-{i}", "sample", None, None, None, config.model_dump(mode="json"))
+            )
+            store.finish_run(f"quick-{i}", "completed", {}, 0, {})
+    finally:
+        store.close()
+
+    summary = reddit_pipeline(config)
+
+    slow = [m for m in summary.messages if "completed runs of its kind" in m]
+    assert len(slow) == 1 and "of the last 3" in slow[0] and "threshold 2.5x" in slow[0]

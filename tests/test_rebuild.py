@@ -1,14 +1,23 @@
-"""Recovery: the raw lake alone recreates processed data, the warehouse and the watermarks."""
+"""Recovery: the raw lake alone recreates processed data, the warehouse and the watermarks,
+wherever the pipeline's config puts them (a folder or S3; DuckDB or PostgreSQL)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import path_args, run_cli, warehouse_checksums, watermarks
+import yaml
+from helpers import PROJECT_DIR, path_args, run_cli, warehouse_checksums, watermarks, write_dump
+from pydantic import SecretStr
 
 pytestmark = pytest.mark.e2e
+
+DAY = 86400
+MAY_1 = 1_714_521_600  # 2024-05-01 00:00 UTC
 
 
 def test_rebuild_after_losing_warehouse_state_and_processed_layers_equals_before(
@@ -31,36 +40,230 @@ def test_rebuild_after_losing_warehouse_state_and_processed_layers_equals_before
     assert {m[0] for m in marks} == {"sample"}
 
 
-def test_rebuild_limited_to_a_subreddit_and_days_touches_only_those_rows(
-    prefect_api: str, paths: dict[str, Path]
+def _post(subreddit: str, n: int, created: int) -> dict[str, Any]:
+    return {
+        "id": f"{subreddit[0]}{n:05d}",
+        "subreddit": subreddit,
+        "author": f"user{n % 3}",
+        "title": f"post {n}",
+        "selftext": "",
+        "score": n,
+        "num_comments": 0,
+        "created_utc": created,
+        "retrieved_on": created + 10 * DAY,
+    }
+
+
+def test_rebuild_limited_to_a_subreddit_and_days_leaves_the_others_out(
+    prefect_api: str, paths: dict[str, Path], tmp_path: Path
 ) -> None:
     import duckdb
 
-    assert run_cli(path_args(paths), prefect_api).returncode == 0
+    # One dump per subreddit: two raw batches, so a filtered rebuild has something to exclude.
+    # alpha has 2024-05-01..03, beta 2024-05-04..06: a day holding both would be made whole
+    # by the model step (tasks.complete_days), whichever subreddit the rebuild asked for.
+    dumps = [
+        write_dump(
+            tmp_path / "dumps" / f"{sub}_submissions.zst",
+            [_post(sub, i, MAY_1 + offset * DAY + i * 6 * 3600) for i in range(12)],
+        )
+        for sub, offset in (("alpha", 0), ("beta", 3))
+    ]
+    dump_args = [arg for d in dumps for arg in ("--dump-path", str(d))]
+    first = run_cli([*dump_args, *path_args(paths)], prefect_api)
+    assert first.returncode == 0, first.stderr[-3000:]
     paths["warehouse_path"].unlink()
+    paths["state_path"].unlink()
+    for layer in ("processed", "curated"):
+        shutil.rmtree(paths["lake_dir"] / layer)
 
-    result = run_cli(
-        [
-            "rebuild",
-            "--subreddit",
-            "rust",
-            "--since",
-            "2024-03-02",
-            "--until",
-            "2024-03-04",
-            *path_args(paths),
-        ],
-        prefect_api,
-    )
+    # beta's 2024-05-04 is inside the window: only the subreddit filter keeps it out.
+    window = ["--since", "2024-05-02", "--until", "2024-05-05"]
+    result = run_cli(["rebuild", "--subreddit", "alpha", *window, *path_args(paths)], prefect_api)
 
     assert result.returncode == 0, result.stderr[-3000:]
     con = duckdb.connect(str(paths["warehouse_path"]), read_only=True)
-    days = con.execute(
-        "select distinct strftime(created_date, '%Y-%m-%d') from posts order by 1"
+    rows = con.execute(
+        "select subreddit, strftime(created_date, '%Y-%m-%d'), count(*) from posts "
+        "group by all order by all"
     ).fetchall()
-    rust = con.execute("select count(*) from posts where subreddit = 'rust'").fetchone()[0]
     con.close()
-    # Whole batches are rebuilt (a processed file holds a batch), so other subreddits of the
-    # same days come back too; days outside the window do not.
-    assert [d[0] for d in days] == ["2024-03-02", "2024-03-03"]
-    assert rust > 0
+    assert rows == [("alpha", "2024-05-02", 4), ("alpha", "2024-05-03", 4)]
+    processed = paths["lake_dir"] / "processed" / "reddit" / "posts"
+    assert sorted(p.parent.name for p in processed.rglob("*.parquet")) == [
+        "dt=2024-05-02",
+        "dt=2024-05-03",
+    ]
+    # The watermark of the rebuilt subreddit only: beta's was never recomputed.
+    assert [(m[1], m[2], m[3]) for m in watermarks(paths["state_path"])] == [
+        ("alpha", "posts", float(MAY_1 + 11 * 6 * 3600))
+    ]
+
+
+def _pg_tables(dsn: str) -> dict[str, tuple[int, str]]:
+    """Row count and content checksum of each warehouse table, through the block (its schema)."""
+    from blocks.warehouse import PostgresWarehouse
+
+    result = {}
+    with PostgresWarehouse.from_dsn(dsn).connect() as con:
+        for table in ("posts", "comments", "subreddit_daily"):
+            rows = con.execute(f"select * from {table} order by 1, 2").fetchall()
+            result[table] = (len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
+    return result
+
+
+def test_rebuild_from_an_s3_lake_into_postgresql_equals_the_tables_before(
+    prefect_api: str, paths: dict[str, Path], pg_dsn: str, moto_server: str
+) -> None:
+    import boto3
+    import duckdb
+    import psycopg
+    from prefect_aws import AwsClientParameters, AwsCredentials
+    from prefect_aws.s3 import S3Bucket
+
+    from blocks.warehouse import PostgresWarehouse
+    from flows.main import reddit_pipeline
+    from flows.rebuild import RebuildConfig, reddit_rebuild
+    from tasks.config import PipelineConfig
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket="reddit-lake-rebuild")
+    credentials = AwsCredentials(
+        aws_access_key_id="testing",
+        aws_secret_access_key=SecretStr("testing"),
+        region_name="us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=moto_server),
+    )
+    S3Bucket(bucket_name="reddit-lake-rebuild", bucket_folder="lake", credentials=credentials).save(
+        "rebuild-lake", overwrite=True
+    )
+    config = PipelineConfig(
+        lake="s3",
+        s3_bucket_block="rebuild-lake",
+        warehouse="postgres",
+        warehouse_dsn=SecretStr(pg_dsn),
+        **paths,
+    )
+    reddit_pipeline(config)
+    before = _pg_tables(pg_dsn)
+    marks = watermarks(paths["state_path"])
+
+    # Lose the warehouse, the state store and everything in the lake but raw/.
+    with psycopg.connect(pg_dsn, autocommit=True) as con:
+        con.execute(f"drop schema {PostgresWarehouse.from_dsn(pg_dsn).db_schema} cascade")
+    paths["state_path"].unlink()
+    for layer in ("processed", "curated"):
+        listed = s3.list_objects_v2(Bucket="reddit-lake-rebuild", Prefix=f"lake/{layer}/")
+        for item in listed.get("Contents", []):
+            s3.delete_object(Bucket="reddit-lake-rebuild", Key=item["Key"])
+    assert s3.list_objects_v2(Bucket="reddit-lake-rebuild", Prefix="lake/curated/")["KeyCount"] == 0
+
+    result = reddit_rebuild(RebuildConfig(pipeline=config))
+
+    assert before["posts"][0] == 600 and before["comments"][0] == 3000
+    assert _pg_tables(pg_dsn) == before
+    assert watermarks(paths["state_path"]) == marks
+    assert result.load is not None and result.load.inserted_totals()["posts"] == 600
+    # The rebuild is in the (new) state store's run history, as `status` shows it.
+    con = duckdb.connect(str(paths["state_path"]), read_only=True)
+    runs = con.execute("select source, status, counts from pipeline_runs").fetchall()
+    con.close()
+    assert [(source, status) for source, status, _ in runs] == [("rebuild", "completed")]
+    assert json.loads(runs[0][2])["loaded_new"]["posts"] == 600
+
+
+def test_the_rebuild_command_takes_the_pipelines_locations_and_says_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.rebuild import parse_rebuild_config
+
+    locations = ["--lake", "s3", "--s3-bucket-block", "lake", "--warehouse-kind", "postgres"]
+    config = parse_rebuild_config(
+        [*locations, "--warehouse-block", "wh", "--subreddit", "r/Python", "--since", "2024-05-01"]
+    )
+    assert (config.pipeline.lake, config.pipeline.s3_bucket_block) == ("s3", "lake")
+    assert (config.pipeline.warehouse, config.pipeline.warehouse_block) == ("postgres", "wh")
+    assert config.subreddits == ["python"]
+    with pytest.raises(SystemExit):
+        parse_rebuild_config(["--process-engine", "glue"])  # Glue needs the S3 lake
+    assert "needs lake 's3'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_rebuild_config(["--lake-dir", str(tmp_path / "none")])
+    assert "no lake at" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_rebuild_config(["--since", "2024-05-03", "--until", "2024-05-01"])
+    assert "must be before until" in capsys.readouterr().err
+
+
+def test_the_rebuild_deployment_has_no_schedule_and_valid_parameters() -> None:
+    from flows.rebuild import RebuildConfig
+
+    deployments = yaml.safe_load((PROJECT_DIR / "prefect.yaml").read_text())["deployments"]
+    (rebuild,) = [d for d in deployments if d["name"] == "rebuild"]
+    assert rebuild["entrypoint"] == "flows/rebuild.py:reddit_rebuild"
+    assert not rebuild.get("schedules")
+    config = RebuildConfig(**rebuild["parameters"]["config"])
+    assert (config.pipeline.lake, config.pipeline.s3_bucket_block) == ("s3", "reddit-lake")
+    assert config.subreddits == [] and config.since is None
+
+
+def test_a_rebuild_that_breaks_a_contract_loads_nothing_and_moves_no_watermark(
+    prefect_api: str, paths: dict[str, Path], tmp_path: Path
+) -> None:
+    import time
+
+    import duckdb
+
+    from flows.main import reddit_pipeline
+    from flows.rebuild import RebuildConfig, reddit_rebuild
+    from tasks.check import QualityGateFailed
+    from tasks.config import PipelineConfig
+
+    now = int(time.time())
+    good = [_post("python", i, now - 7200 + i) for i in range(5)]
+    config = PipelineConfig(
+        source="dump",
+        dump_paths=[write_dump(tmp_path / "a" / "python_submissions.zst", good)],
+        **paths,
+    )
+    reddit_pipeline(config)
+    tables, marks = warehouse_checksums(paths["warehouse_path"]), watermarks(paths["state_path"])
+    # A post an hour in the future reaches raw (staging's bound is a day); the run's gate
+    # stops it, and it stays in raw, where a rebuild finds it again.
+    bad = write_dump(
+        tmp_path / "b" / "python_submissions.zst", [*good, _post("python", 99, now + 3600)]
+    )
+    with pytest.raises(QualityGateFailed):
+        reddit_pipeline(config.model_copy(update={"dump_paths": [bad]}))
+
+    with pytest.raises(QualityGateFailed, match="future"):
+        reddit_rebuild(RebuildConfig(pipeline=config))
+
+    assert warehouse_checksums(paths["warehouse_path"]) == tables
+    assert watermarks(paths["state_path"]) == marks
+    con = duckdb.connect(str(paths["state_path"]), read_only=True)
+    status, error = con.execute(
+        "select status, error from pipeline_runs where source = 'rebuild'"
+    ).fetchone()
+    con.close()
+    assert status == "failed" and error.startswith("QualityGateFailed")
+
+
+def test_a_rebuild_that_cannot_start_exits_1_with_one_line(
+    prefect_api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.rebuild import main
+
+    assert main(["--lake", "s3"]) == 1
+
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        "error: the rebuild failed: ValueError: lake 's3' needs s3_bucket_block, the name of a "
+        "prefect-aws S3Bucket"
+    ]

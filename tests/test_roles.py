@@ -6,30 +6,43 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import PG_ADMIN_DSN
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from blocks.warehouse import PostgresWarehouse
-from tasks.roles import Roles, apply_postgres_roles, apply_redshift_roles, main, render
+from blocks.warehouse import PostgresWarehouse, RedshiftWarehouse
+from flows.bootstrap import ensure_roles
+from tasks.lake import LocalLake
+from tasks.roles import (
+    Roles,
+    _statements,
+    apply_postgres_roles,
+    apply_redshift_roles,
+    main,
+    render,
+    roles_file,
+)
 from tasks.state import RunRecord, open_postgres_state
+from tasks.warehouse_postgres import load_postgres_task
 
 
 def _as(dsn: str, user: str) -> str:
-    """The same database, connecting as `user` (this machine's server trusts 127.0.0.1)."""
-    return dsn.replace("postgresql://postgres@", f"postgresql://{user}@", 1)
+    """The same database, connecting as `user` without the admin's password (the test roles
+    have none: this machine's server, and CI's, trust 127.0.0.1)."""
+    parts = conninfo_to_dict(dsn)
+    parts.pop("password", None)
+    return make_conninfo(**{**parts, "user": user})
 
 
 @pytest.fixture
 def roles(pg_dsn: str) -> Iterator[Roles]:
     suffix = uuid.uuid4().hex[:8]
+    # Own role names (roles are cluster-wide); the default schemas, which the blocks share.
     names = Roles(
-        loader=f"t_loader_{suffix}",
-        analyst=f"t_analyst_{suffix}",
-        state=f"t_state_{suffix}",
-        schema="reddit",
-        state_schema="reddit_state",
+        loader=f"t_loader_{suffix}", analyst=f"t_analyst_{suffix}", state=f"t_state_{suffix}"
     )
     yield names
     users = [names.loader, names.analyst, names.state, f"t_alice_{suffix}"]
@@ -85,15 +98,48 @@ def test_the_loader_loads_through_the_block_and_new_marts_are_readable_by_the_an
         assert connection.execute("select count(*) from reddit.posts").fetchone() == (2,)
 
 
+def test_the_loader_loads_the_sample_with_a_block_left_at_its_default_schema(
+    pg_dsn: str, roles: Roles, tmp_path: Path
+) -> None:
+    from test_warehouse_postgres import build_sample_curated
+
+    with psycopg.connect(pg_dsn) as admin:  # a new database: the roles before any load
+        apply_postgres_roles(admin, roles)
+    lake = LocalLake(tmp_path / "lake")
+    keys = build_sample_curated(lake)
+    # The block as the docs make it: the loader's DSN, no schema given.
+    block = PostgresWarehouse.from_dsn(_as(pg_dsn, roles.loader))
+    assert block.db_schema == roles.schema == Roles().schema
+    assert RedshiftWarehouse.model_fields["db_schema"].default == Roles().schema
+
+    result = load_postgres_task.fn(block, lake, keys)
+
+    assert result.inserted_totals()["posts"] == 600
+    with psycopg.connect(pg_dsn) as connection:
+        connection.execute(f"set role {roles.analyst}")
+        counts = connection.execute(
+            f"select (select count(*) from {roles.schema}.posts), "
+            f"(select count(*) from {roles.schema}.comments)"
+        ).fetchone()
+        assert counts == (600, 3000)
+        owner = connection.execute(
+            "select tableowner from pg_tables where schemaname = %s and tablename = 'posts'",
+            (roles.schema,),
+        ).fetchone()
+        assert owner == (roles.loader,)
+
+
 def test_the_state_role_keeps_its_own_tables_and_cannot_read_the_marts(
     pg_dsn: str, applied: Roles
 ) -> None:
     store = open_postgres_state(_as(pg_dsn, applied.state))
-    store.start_run(RunRecord("run-1", "api"))
-    assert [r["run_id"] for r in store.recent_runs()] == ["run-1"]
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        store._execute("select * from reddit.posts")
-    store.close()
+    try:  # an assertion failing with the store open would block the fixture's cleanup
+        store.start_run(RunRecord("run-1", "api"))
+        assert [r["run_id"] for r in store.recent_runs()] == ["run-1"]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            store._execute("select * from reddit.posts")
+    finally:
+        store.close()
 
     with psycopg.connect(pg_dsn) as admin:
         schema = admin.execute(
@@ -164,6 +210,9 @@ class _RedshiftConnection:
     def commit(self) -> None:
         self.committed = True
 
+    def close(self) -> None:
+        self.closed = True
+
 
 def test_redshift_roles_create_only_missing_roles_and_grant_on_existing_marts() -> None:
     roles = Roles()
@@ -184,3 +233,57 @@ def test_redshift_roles_create_only_missing_roles_and_grant_on_existing_marts() 
     assert not any("reddit.comments" in s for s in executed)
     assert connection.committed
     assert "{" not in render("redshift_roles.sql", roles, loader_user="etl")
+
+
+def test_redshift_statements_are_redshift_sql_one_per_statement() -> None:
+    """sqlglot's redshift dialect parses CREATE SCHEMA and GRANT ... TO ROLE fully; GRANT ROLE,
+    CREATE ROLE and ALTER DEFAULT PRIVILEGES it keeps as opaque commands, so those are held to
+    Redshift's documented forms here."""
+    import sqlglot
+    from sqlglot import exp
+
+    roles = Roles()
+    cursor = _RedshiftCursor(roles=set(), tables=set(roles.marts))
+    apply_redshift_roles(_RedshiftConnection(cursor), roles, loader_user="etl")
+    executed = [s for s in cursor.statements if "svv_" not in s]
+    assert len(_statements(render("redshift_roles.sql", roles, loader_user="etl"))) == 5
+
+    opaque = ("grant role ", "create role ", "alter default privileges for user etl in schema ")
+    for statement in executed:
+        (parsed,) = sqlglot.parse(statement, read="redshift")
+        if isinstance(parsed, exp.Command):
+            assert statement.startswith(opaque), statement
+        else:
+            assert isinstance(parsed, exp.Create | exp.Grant), statement
+            round_trip = parsed.sql(dialect="redshift")
+            assert round_trip.lower() == " ".join(statement.split()).lower()
+    assert sum(s.startswith("grant select on reddit.") for s in executed) == 3
+
+
+def test_the_bootstrap_applies_the_file_of_the_admin_dsns_warehouse() -> None:
+    assert roles_file("postgresql://admin@db/reddit") == "postgres_roles.sql"
+    assert roles_file("host=db user=admin") == "postgres_roles.sql"
+    assert roles_file("redshift://admin@cluster:5439/dev") == "redshift_roles.sql"
+    cursor = _RedshiftCursor(roles=set(), tables=set())
+    connection = _RedshiftConnection(cursor)
+    dsns: list[str] = []
+
+    def connect(dsn: str) -> _RedshiftConnection:
+        dsns.append(dsn)
+        return connection
+
+    env = {
+        "REDDIT_PIPELINE_ADMIN_DSN": "redshift://admin@cluster:5439/dev",
+        "REDDIT_PIPELINE_REDSHIFT_LOADER_USER": "etl",
+        "REDDIT_PIPELINE_WAREHOUSE_SCHEMA": "marts",
+    }
+    assert ensure_roles(env, connect).startswith("redshift_roles.sql")
+    assert dsns == [env["REDDIT_PIPELINE_ADMIN_DSN"]]
+    assert "grant usage, create on schema marts to role reddit_loader" in cursor.statements
+    assert "grant role reddit_loader to etl" in cursor.statements
+    assert connection.committed and connection.closed
+
+    without_user = {k: v for k, v in env.items() if "LOADER" not in k}
+    with pytest.raises(ValueError, match="REDDIT_PIPELINE_REDSHIFT_LOADER_USER"):
+        ensure_roles(without_user, connect)
+    assert ensure_roles({}).startswith("skipped")

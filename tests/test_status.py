@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 
 from flows.status import lags, render
-from tasks.state import RunRecord, open_duckdb_state
+from tasks.state import RunRecord, open_duckdb_state, open_postgres_state
 
 
 def test_status_prints_lags_runs_and_failures(tmp_path: Path) -> None:
@@ -39,3 +43,41 @@ def test_status_prints_lags_runs_and_failures(tmp_path: Path) -> None:
     assert "run-ok" in text and "completed" in text and "42" in text
     assert "30.0" in text and "2.0" in text
     assert "run-bad: RedditUnavailableError: 503" in text
+
+
+def test_the_status_command_reads_a_postgresql_state_store(pg_dsn: str, tmp_path: Path) -> None:
+    from helpers import PROJECT_DIR
+
+    store = open_postgres_state(pg_dsn)
+    try:
+        hours_ago = datetime.now(UTC).timestamp() - 5 * 3600
+        store.advance_watermarks("api", {("python", "posts"): (hours_ago, "t3_a")}, "run-ok")
+        store.start_run(RunRecord("run-ok", "api"))
+        counts = {"staged": 7, "loaded_new": {"posts": 5}, "loaded_updated": {"posts": 2}}
+        store.finish_run("run-ok", "completed", counts, 10, {})
+        store.start_run(RunRecord("run-bad", "api"))
+        store.finish_run("run-bad", "failed", {}, 0, {}, error="RedditAuthError: 401")
+    finally:
+        store.close()
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("REDDIT_PIPELINE_STATE_DSN", None)
+    command = [sys.executable, str(PROJECT_DIR / "flows" / "main.py"), "status"]
+
+    shown = subprocess.run(
+        [*command, "--state-dsn", pg_dsn], env=env, capture_output=True, text=True, timeout=120
+    )
+    missing = subprocess.run(
+        [*command, "--state", str(tmp_path / "none.duckdb")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "run-ok" in shown.stdout and "completed" in shown.stdout
+    assert re.search(r"python\s*│\s*posts\s*│\s*5\.0", shown.stdout), shown.stdout
+    assert re.search(r"run-ok.*│\s*7\s*│.*│\s*5\s*│\s*2\s*│", shown.stdout), shown.stdout
+    assert "run-bad: RedditAuthError: 401" in shown.stdout
+    assert missing.returncode == 2
+    assert "no state store" in missing.stderr and not (tmp_path / "none.duckdb").exists()

@@ -8,7 +8,6 @@ import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import duckdb
 import psycopg
@@ -42,15 +41,8 @@ def curated(tmp_path: Path) -> tuple[LocalLake, dict[str, list[str]]]:
 
 
 def _block(dsn: str, schema: str = "warehouse") -> PostgresWarehouse:
-    parts = urlsplit(dsn)
-    return PostgresWarehouse(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        database=parts.path.lstrip("/"),
-        user=parts.username or "postgres",
-        sslmode="disable",
-        schema=schema,
-    )
+    """The block from the test DSN, password included (CI's DSN carries one)."""
+    return PostgresWarehouse.from_dsn(dsn, schema=schema)
 
 
 def _normalize(value: Any) -> Any:

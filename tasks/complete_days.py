@@ -1,0 +1,70 @@
+"""A day is modeled from all of its processed files, so each must be there first.
+
+The lake's retention (tasks.lake_setup) expires processed/ after some days while raw/ is kept.
+A run that touches an old day (a backfill, a late comment, a refresh of an old post) would then
+rebuild that day's marts from the few processed files still present, and the MERGE would write
+lower counts into the warehouse's subreddit_daily. Before the model step, the raw batches of
+the touched days that have no processed file are processed again from raw.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable
+
+from tasks import settings
+from tasks.lake import Lake
+from tasks.process import ProcessResult, batch_of
+
+_RAW_DAY = re.compile(r"/subreddit=[^/]+/dt=(?P<dt>\d{4}-\d{2}-\d{2})/")
+
+
+def _processed_batches(lake: Lake, kind: str, dt: str) -> set[str]:
+    """Batch ids with a processed file on the day: `{batch}.parquet`, or `{batch}-{i}.parquet`
+    when a batch's day was written in several parts."""
+    names = set()
+    for key in lake.list_keys(f"{settings.PROCESSED_PREFIX}/{kind}/dt={dt}/"):
+        if key.endswith(".parquet"):
+            names.add(key.rsplit("/", 1)[-1].removesuffix(".parquet"))
+    return names
+
+
+def _has_file(batch: str, names: set[str]) -> bool:
+    return batch in names or any(
+        n.startswith(batch + "-") and n[len(batch) + 1 :].isdigit() for n in names
+    )
+
+
+def unprocessed_raw_keys(lake: Lake, kind: str, dts: list[str]) -> list[str]:
+    """The raw keys of the given days whose (batch, day) has no processed file.
+
+    raw/ is partitioned by subreddit before day, so this lists every raw key of the kind: one
+    LIST page per 1000 batches of an S3 lake."""
+    wanted = set(dts)
+    by_batch_day: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for key in lake.list_keys(f"{settings.RAW_PREFIX}/{kind}/"):
+        match = _RAW_DAY.search(key)
+        if match and match["dt"] in wanted:
+            by_batch_day[(batch_of(key), match["dt"])].append(key)
+    present = {dt: _processed_batches(lake, kind, dt) for dt in {d for _, d in by_batch_day}}
+    return sorted(
+        key
+        for (batch, dt), keys in by_batch_day.items()
+        if not _has_file(batch, present[dt])
+        for key in keys
+    )
+
+
+def restore_missing_processed(
+    lake: Lake, dts: list[str], process: Callable[[str, list[str]], ProcessResult]
+) -> dict[str, int]:
+    """Process again, with the run's own process step, every raw batch of the given days that
+    lost its processed file; returns the number of raw files reprocessed per kind."""
+    restored = {}
+    for kind in settings.KINDS:
+        keys = unprocessed_raw_keys(lake, kind, dts)
+        if keys:
+            process(kind, keys)
+            restored[kind] = len(keys)
+    return restored
