@@ -9,15 +9,12 @@ the touched days that have no processed file are processed again from raw.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Callable
 
 from tasks import settings
 from tasks.lake import Lake
 from tasks.process import ProcessResult, batch_of
-
-_RAW_DAY = re.compile(r"/subreddit=[^/]+/dt=(?P<dt>\d{4}-\d{2}-\d{2})/")
 
 
 def _processed_batches(lake: Lake, kind: str, dt: str) -> set[str]:
@@ -39,14 +36,13 @@ def _has_file(batch: str, names: set[str]) -> bool:
 def unprocessed_raw_keys(lake: Lake, kind: str, dts: list[str]) -> list[str]:
     """The raw keys of the given days whose (batch, day) has no processed file.
 
-    raw/ is partitioned by subreddit before day, so this lists every raw key of the kind: one
-    LIST page per 1000 batches of an S3 lake."""
-    wanted = set(dts)
+    raw/ is partitioned by subreddit before day: the subreddit folders are listed once, then
+    only the given days' folders of each (a few LIST requests on S3, however old the lake)."""
     by_batch_day: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for key in lake.list_keys(f"{settings.RAW_PREFIX}/{kind}/"):
-        match = _RAW_DAY.search(key)
-        if match and match["dt"] in wanted:
-            by_batch_day[(batch_of(key), match["dt"])].append(key)
+    for subreddit in lake.list_folders(f"{settings.RAW_PREFIX}/{kind}/"):
+        for dt in sorted(set(dts)):
+            for key in lake.list_keys(f"{subreddit}dt={dt}/"):
+                by_batch_day[(batch_of(key), dt)].append(key)
     present = {dt: _processed_batches(lake, kind, dt) for dt in {d for _, d in by_batch_day}}
     return sorted(
         key

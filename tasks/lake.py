@@ -25,6 +25,10 @@ class Lake(Protocol):
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under `prefix`, sorted."""
 
+    def list_folders(self, prefix: str) -> list[str]:
+        """The folders right below `prefix` (keys ending in '/'), sorted: one LIST request per
+        1000 folders on S3, where listing every key below would page through all of them."""
+
     def delete_prefix(self, prefix: str) -> int: ...
 
     def local_path(self, key: str) -> Path | None:
@@ -78,6 +82,14 @@ class LocalLake:
             p.relative_to(self.root).as_posix()
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".tmp-")
+        )
+
+    def list_folders(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix() + "/" for p in base.iterdir() if p.is_dir()
         )
 
     def delete_prefix(self, prefix: str) -> int:

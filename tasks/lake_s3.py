@@ -167,6 +167,17 @@ class S3Lake:
                     keys.append(name[strip:])
         return sorted(keys)
 
+    def list_folders(self, prefix: str) -> list[str]:
+        full = self._key(prefix.rstrip("/")) if prefix else self.prefix
+        folder = f"{full}/" if full else ""
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=folder, Delimiter="/"
+        )
+        return sorted(
+            common["Prefix"][strip:] for page in pages for common in page.get("CommonPrefixes", [])
+        )
+
     def delete_prefix(self, prefix: str) -> int:
         keys = self.list_keys(prefix)
         for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys at most

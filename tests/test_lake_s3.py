@@ -62,6 +62,9 @@ def test_round_trip_matches_the_local_lake(moto_server: str, bucket: str, tmp_pa
 
     for prefix in ["raw/reddit/posts", "raw/reddit/posts/", "raw", "", "nothing", keys[0]]:
         assert lake.list_keys(prefix) == local.list_keys(prefix), prefix
+    for prefix in ["raw/reddit/posts", "raw/reddit/", "raw/reddit/posts/subreddit=python", "no"]:
+        assert lake.list_folders(prefix) == local.list_folders(prefix), prefix
+    assert lake.list_folders("raw/reddit/posts/") == ["raw/reddit/posts/subreddit=python/"]
     assert lake.get_bytes(keys[1]) == b"data 1"
     assert lake.local_path(keys[0]) is None
     assert lake.describe(keys[0]) == f"s3://{bucket}/team/lake/{keys[0]}"
