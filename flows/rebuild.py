@@ -69,7 +69,13 @@ class RebuildConfig(BaseModel):
 
 @flow(name="reddit-rebuild", log_prints=True)
 def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
-    """Everything downstream of the raw layer, recomputed from it."""
+    """Everything downstream of the raw layer, recomputed from it.
+
+    Args:
+        config: Which subreddits and which [since, until) window to rebuild (all when empty),
+            and under `pipeline` the lake to read raw from and the engines and warehouse to
+            rebuild into, as a pipeline run would use them.
+    """
     from flows.main import open_state
 
     config = config or RebuildConfig()

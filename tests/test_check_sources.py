@@ -88,7 +88,7 @@ def test_the_postgres_check_engine_runs_the_contracts_on_postgresql_and_catches_
 def test_the_postgres_check_engine_refuses_the_warehouse_schema(tmp_path: object) -> None:
     config = PipelineConfig(
         check_engine="postgres",
-        check_schema="public",
+        check_schema=settings.WAREHOUSE_SCHEMA,
         warehouse="postgres",
         warehouse_dsn="postgresql://postgres@127.0.0.1:5432/postgres",
     )
@@ -220,8 +220,25 @@ def test_the_athena_views_narrow_the_model_tables_to_the_run_days() -> None:
     ("settings_", "engine"),
     [
         ({}, "duckdb"),
-        ({"model_engine": "athena"}, "athena"),
-        ({"model_engine": "athena", "check_engine": "duckdb"}, "duckdb"),
+        (
+            {
+                "model_engine": "athena",
+                "lake": "s3",
+                "s3_bucket_block": "lake",
+                "athena_block": "athena",
+            },
+            "athena",
+        ),
+        (
+            {
+                "model_engine": "athena",
+                "check_engine": "duckdb",
+                "lake": "s3",
+                "s3_bucket_block": "lake",
+                "athena_block": "athena",
+            },
+            "duckdb",
+        ),
         ({"check_engine": "postgres"}, "postgres"),
         ({"check_engine": "redshift", "check_schema": "reddit_check"}, "redshift"),
     ],

@@ -287,7 +287,7 @@ def test_the_flow_checks_on_postgresql_when_told_and_stops_the_load_there(
 
     assert "- posts: id duplicate failed (figure 1)" in str(failure.value).splitlines()
     with psycopg.connect(pg_dsn) as pg:
-        assert pg.execute("select count(*) from public.posts").fetchone() == (5,)
+        assert pg.execute("select count(*) from reddit.posts").fetchone() == (5,)
         # The day's mart: both runs' posts (the model rebuilds whole days), one twice.
         checked = pg.execute("select count(*), count(distinct id) from reddit_check.posts")
         assert checked.fetchone() == (10, 9)
