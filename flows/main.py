@@ -82,7 +82,7 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     )
     try:
         with state.subreddit_locks(
-            source.name, config.subreddits or ["*"], config.state_lock_wait.total_seconds()
+            source.name, config.subreddits, config.state_lock_wait.total_seconds()
         ):
             _run_stages(config, source, engines, state, summary)
     except BaseException as exc:

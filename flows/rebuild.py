@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from tasks import settings
-from tasks.config import SUBREDDIT_INPUT_PATTERN, PipelineConfig
+from tasks.config import SUBREDDIT_INPUT_PATTERN, PipelineConfig, SourceName
 from tasks.engines import build_engines
 from tasks.rebuild import RebuildResult, rebuild
-from tasks.state import RunRecord
+from tasks.state import RunRecord, StateStore
+
+# The sources whose watermarks a rebuild may rewrite ("auto" only picks one of them).
+WATERMARK_SOURCES = tuple(s for s in get_args(SourceName) if s != "auto")
 
 # The PipelineConfig fields that say where things are; the CLI offers each as --field-name.
 LOCATION_FIELDS = (
@@ -97,15 +102,16 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
             )
         )
         try:
-            result = rebuild(
-                engines,
-                state,
-                tuple(config.subreddits),
-                config.since.isoformat() if config.since else None,
-                config.until.isoformat() if config.until else None,
-                run_id,
-                config.pipeline.freshness_max_age.total_seconds() / 3600,
-            )
+            with _watermark_locks(state, config):
+                result = rebuild(
+                    engines,
+                    state,
+                    tuple(config.subreddits),
+                    config.since.isoformat() if config.since else None,
+                    config.until.isoformat() if config.until else None,
+                    run_id,
+                    config.pipeline.freshness_max_age.total_seconds() / 3600,
+                )
         except BaseException as exc:
             state.finish_run(run_id, "failed", {}, 0, {}, error=f"{type(exc).__name__}: {exc}")
             raise
@@ -120,6 +126,18 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
         ", ".join(sorted(result.watermarks)) or "no source",
     )
     return result
+
+
+@contextmanager
+def _watermark_locks(state: StateStore, config: RebuildConfig) -> Iterator[None]:
+    """The rebuild rewrites watermarks of every source its raw batches came from: it holds
+    the same state locks as pipeline runs over those subreddits (all of them without a
+    filter), so a scheduled run never interleaves its watermark updates with the rebuild's."""
+    wait = config.pipeline.state_lock_wait.total_seconds()
+    with ExitStack() as stack:
+        for source in WATERMARK_SOURCES:
+            stack.enter_context(state.subreddit_locks(source, list(config.subreddits), wait))
+        yield
 
 
 def _midnight(day: date | None) -> datetime | None:

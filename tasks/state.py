@@ -177,43 +177,63 @@ class StateStore:
         self, source: str, subreddits: list[str], timeout: float = 60.0
     ) -> Iterator[None]:
         """Hold one lock per (source, subreddit) for the run, so two runs over the same
-        subreddit never interleave their watermark updates. The second run waits up to
-        `timeout` seconds, then stops with a message naming the subreddit."""
-        keys = sorted({(sub, _lock_key(source, sub)) for sub in subreddits})
-        acquired: list[int] = []
+        subreddit never interleave their watermark updates. A run over every subreddit (no
+        filter, or ALL_SUBREDDITS: a dump without a filter, a rebuild) holds the source's
+        ALL_SUBREDDITS key alone; a run over named subreddits holds that key shared, so it
+        waits for such a run but runs beside other runs over other subreddits. A second run
+        waits up to `timeout` seconds, then stops with a message naming the subreddit."""
+        named = sorted({s for s in subreddits if s != ALL_SUBREDDITS})
+        every = not named or ALL_SUBREDDITS in subreddits
+        plan = [(ALL_SUBREDDITS, not every)]  # the same first key for every run: no deadlock
+        plan += [] if every else [(name, False) for name in named]
+        acquired: list[tuple[int, bool]] = []
         try:
-            for subreddit, key in keys:
-                self._acquire(key, source, subreddit, timeout)
-                acquired.append(key)
+            for subreddit, shared in plan:
+                key = _lock_key(source, subreddit)
+                self._acquire(key, shared, source, subreddit, timeout)
+                acquired.append((key, shared))
             yield
         finally:
-            for key in reversed(acquired):
-                self._release(key)
+            for key, shared in reversed(acquired):
+                self._release(key, shared)
 
-    def _acquire(self, key: int, source: str, subreddit: str, timeout: float) -> None:
+    def _acquire(self, key: int, shared: bool, source: str, subreddit: str, timeout: float) -> None:
         if self.placeholder != "%s":
             return  # DuckDB: the state file itself admits one writing process at a time.
+        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         deadline = time.monotonic() + timeout
         while True:
-            row = self._execute("select pg_try_advisory_lock(%s)", (key,)).fetchone()
+            row = self._execute(f"select {function}(%s)", (key,)).fetchone()
             self.con.commit()
             if row and row[0]:
                 return
             if time.monotonic() >= deadline:
+                if shared:
+                    what = (
+                        f"another run is updating every subreddit (source {source}: a run "
+                        "without a subreddit filter, or a rebuild)"
+                    )
+                elif subreddit == ALL_SUBREDDITS:
+                    what = f"other runs are updating some subreddits (source {source})"
+                else:
+                    what = f"another run is updating r/{subreddit} (source {source})"
                 raise StateLockedError(
-                    f"another run is updating r/{subreddit} (source {source}); waited "
-                    f"{timeout:.0f}s. Let it finish (or wait longer: --state-lock-wait, "
-                    "state_lock_wait), or check `pipeline_runs` for a stuck run."
+                    f"{what}; waited {timeout:g}s. Let it finish (or wait longer: "
+                    "--state-lock-wait, state_lock_wait), or check `pipeline_runs` for a stuck run."
                 )
             time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
 
-    def _release(self, key: int) -> None:
+    def _release(self, key: int, shared: bool) -> None:
         if self.placeholder == "%s":
-            self._execute("select pg_advisory_unlock(%s)", (key,))
+            function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+            self._execute(f"select {function}(%s)", (key,))
             self.con.commit()
 
     def close(self) -> None:
         self.con.close()
+
+
+ALL_SUBREDDITS = "*"
 
 
 def _lock_key(source: str, subreddit: str) -> int:

@@ -84,6 +84,68 @@ def test_second_run_on_the_same_subreddit_waits_then_fails_clearly(pg_dsn: str) 
         second.close()
 
 
+def test_a_run_over_every_subreddit_excludes_named_runs_and_named_runs_share(
+    pg_dsn: str,
+) -> None:
+    """A run without a subreddit filter (or a rebuild) updates every subreddit's watermarks:
+    it must not overlap a run over r/python, while runs over other named subreddits coexist."""
+    first, second = open_postgres_state(pg_dsn), open_postgres_state(pg_dsn)
+    try:
+        with first.subreddit_locks("dump", ["python"]):
+            with second.subreddit_locks("dump", ["rust"], timeout=0.5):
+                pass  # named runs over other subreddits share the source
+            with (
+                pytest.raises(StateLockedError, match="other runs are updating some subreddits"),
+                second.subreddit_locks("dump", [], timeout=0.5),
+            ):
+                pass
+            with second.subreddit_locks("api", [], timeout=0.5):
+                pass  # another source's watermarks are another matter
+        with (
+            first.subreddit_locks("dump", []),
+            pytest.raises(
+                StateLockedError,
+                match=r"every subreddit \(source dump: a run without a subreddit filter",
+            ),
+            second.subreddit_locks("dump", ["rust"], timeout=0.5),
+        ):
+            pass
+        # Every lock was released: both kinds can be taken again.
+        with second.subreddit_locks("dump", [], timeout=0.5):
+            pass
+        with second.subreddit_locks("dump", ["python", "rust"], timeout=0.5):
+            pass
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_rebuild_waits_for_a_run_over_a_subreddit_then_stops_clearly(pg_dsn: str) -> None:
+    from flows.rebuild import RebuildConfig, _watermark_locks
+    from tasks.config import PipelineConfig
+
+    config = RebuildConfig(pipeline=PipelineConfig(state_lock_wait=0.5))
+    run, rebuilding = open_postgres_state(pg_dsn), open_postgres_state(pg_dsn)
+    try:
+        with (
+            run.subreddit_locks("api", ["python"]),
+            pytest.raises(
+                StateLockedError, match=r"other runs are updating some subreddits \(source api\)"
+            ),
+            _watermark_locks(rebuilding, config),
+        ):
+            pass
+        with (
+            _watermark_locks(rebuilding, config),
+            pytest.raises(StateLockedError, match="every subreddit"),
+            run.subreddit_locks("sample", ["python"], timeout=0.5),
+        ):
+            pass
+    finally:
+        run.close()
+        rebuilding.close()
+
+
 def test_second_run_gets_the_lock_once_the_first_releases_it(pg_dsn: str) -> None:
     first, second = open_postgres_state(pg_dsn), open_postgres_state(pg_dsn)
     holding = threading.Event()
