@@ -1,8 +1,10 @@
 """The backfill flow on a local Dask cluster: each day of the window is one reddit_pipeline
-subflow run as a task on the cluster, and the days add up to the sample's rows for them."""
+subflow run as a task in the cluster's worker process, and the days add up to the sample's
+rows for them."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,12 +17,12 @@ pytest.importorskip("prefect_dask")
 
 @pytest.fixture
 def dask_address() -> Iterator[str]:
-    """A one-worker cluster in this process (threads): no spawned interpreters to import the
-    project again, and the same code path as a remote scheduler address."""
+    """A local cluster whose worker is its own process, as on a real cluster: the parts are
+    pickled, sent to another interpreter and run there against the same Prefect API."""
     from dask.distributed import LocalCluster
 
     cluster = LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
     )
     try:
         yield cluster.scheduler_address
@@ -48,9 +50,17 @@ def test_backfill_runs_two_days_of_the_sample_as_parts_on_dask(
     from tasks.config import PipelineConfig
 
     window = {"since": datetime(2024, 3, 2, tzinfo=UTC), "until": datetime(2024, 3, 4, tzinfo=UTC)}
-    results = reddit_backfill(
-        PipelineConfig(source="sample", **window, **paths), dask_address=dask_address
-    )
+    from dask.distributed import Client, get_task_stream
+
+    with Client(dask_address) as client, get_task_stream(client) as stream:
+        results = reddit_backfill(
+            PipelineConfig(source="sample", **window, **paths), dask_address=dask_address
+        )
+        workers = client.run(os.getpid)  # worker address -> its process id
+    # The parts ran as tasks of the cluster, in its worker process, not in this one.
+    ran_on = {task["worker"] for task in stream.data}
+    assert stream.data and ran_on <= set(workers)
+    assert os.getpid() not in {workers[address] for address in ran_on}
     assert [r["part"] for r in results] == ["2024-03-02", "2024-03-03"]
     assert all(r["status"] == "completed" for r in results)
 
