@@ -38,6 +38,7 @@ from tasks.state import (
     RunRecord,
     StateStore,
     Watermarks,
+    newer_mark,
     open_duckdb_state,
 )
 from tasks.summary import RunSummary
@@ -277,7 +278,7 @@ def _commit(state: StateStore, source: str, summary: RunSummary) -> None:
         for subreddit, (created, item_id) in stage.newest.items():
             candidate = (created, prefix + item_id)
             key = (subreddit, stage.kind)
-            candidates[key] = max(candidates.get(key, candidate), candidate)
+            candidates[key] = newer_mark(candidates.get(key), candidate)
     state.advance_watermarks(source, candidates, summary.run_id)
 
 

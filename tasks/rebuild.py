@@ -16,7 +16,7 @@ from tasks.lake import Lake, readable_path
 from tasks.load import LoadResult
 from tasks.process import batch_of
 from tasks.raw import source_of_batch
-from tasks.state import StateStore, Watermarks
+from tasks.state import StateStore, Watermarks, newer_mark
 
 _RAW_KEY = re.compile(r"/subreddit=(?P<sub>[^/]+)/dt=(?P<dt>\d{4}-\d{2}-\d{2})/")
 
@@ -69,7 +69,7 @@ def watermarks_from_processed(lake: Lake, kind: str, keys: list[str]) -> dict[st
                 select
                     regexp_extract(filename, '([^/]+)\\.parquet$', 1) as batch,
                     lower(subreddit) as subreddit,
-                    max(struct_pack(c := created_utc, n := name)) as newest
+                    max(struct_pack(c := created_utc, l := length(name), n := name)) as newest
                 from read_parquet({duck.path_list(paths)}, filename = true)
                 group by all
                 """
@@ -81,7 +81,7 @@ def watermarks_from_processed(lake: Lake, kind: str, keys: list[str]) -> dict[st
         source = source_of_batch(batch)
         candidate = (float(newest["c"]), str(newest["n"]))
         current = result[source].get((subreddit, kind))
-        result[source][(subreddit, kind)] = max(current or candidate, candidate)
+        result[source][(subreddit, kind)] = newer_mark(current, candidate)
     return dict(result)
 
 

@@ -43,6 +43,7 @@ from tasks.process import (
 )
 from tasks.progress import file_progress
 from tasks.raw import RawBodies, compress, raw_key
+from tasks.state import newer_mark
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,7 @@ class ChunkStager:
                 dt,
                 ({self.filter_sql}) as kept,
                 count(*) as n,
-                max(struct_pack(c := created_utc, i := id)).i,
+                max(struct_pack(c := created_utc, l := length(id), i := id)).i,
                 max(created_utc)
             from classified where reason is null
             group by all order by subreddit_key, dt
@@ -350,9 +351,9 @@ class ChunkStager:
             jobs.append((key, job))
             start = end
             res.staged[subreddit] += count
-            current = res.newest.get(subreddit)
-            if current is None or (newest_created, newest_id) > current:
-                res.newest[subreddit] = (newest_created, newest_id)
+            res.newest[subreddit] = newer_mark(
+                res.newest.get(subreddit), (newest_created, newest_id)
+            )
         return jobs
 
     def _write_processed(self, batch_id: str) -> None:

@@ -53,6 +53,20 @@ SCHEMA = [
 Watermarks = dict[tuple[str, str], tuple[float, str]]
 
 
+def newer_mark(a: tuple[float, str] | None, b: tuple[float, str]) -> tuple[float, str]:
+    """The later of two (created_utc, id) marks. Reddit ids (bare or fullnames) are base36 and
+    grow with time: a longer id is newer, and of equal length text order is id order, so
+    't3_100' comes after 't3_zz' although it sorts before it as text."""
+    if a is None:
+        return b
+
+    def order(mark: tuple[float, str]) -> tuple[float, int, str]:
+        bare = mark[1].rpartition("_")[2]
+        return (mark[0], len(bare), bare)
+
+    return a if order(a) >= order(b) else b
+
+
 class StateLockedError(RuntimeError):
     """Another run holds the state of these subreddits."""
 
@@ -158,7 +172,10 @@ class StateStore:
                 "run_id = excluded.run_id, updated_at = excluded.updated_at "
                 "where excluded.created_utc > watermarks.created_utc "
                 "or (excluded.created_utc = watermarks.created_utc "
-                "and excluded.fullname > watermarks.fullname)",
+                # base36 ids: a longer one is newer; of equal length, text order is id order
+                "and (length(excluded.fullname) > length(watermarks.fullname) "
+                "or (length(excluded.fullname) = length(watermarks.fullname) "
+                "and excluded.fullname > watermarks.fullname)))",
                 (source, subreddit, kind, created, fullname, run_id, now),
             )
         self.con.commit()

@@ -199,6 +199,17 @@ def test_crlf_line_ends_are_staged_without_the_line_terminator(
     )
 
 
+def test_the_newest_item_of_a_second_is_the_highest_id_not_the_last_in_text_order(
+    tmp_path: Path, lake: LocalLake
+) -> None:
+    """Reddit ids are base36: '100' was made after 'zz', though it sorts first as text."""
+    lines = [record("zz"), record("100"), record("zy")]
+
+    result = stage_dump(write_dump(tmp_path, lines), lake, Window())
+
+    assert result.newest == {"python": (float(T0), "100")}
+
+
 def test_subreddit_filter_matches_any_case(tmp_path: Path, lake: LocalLake) -> None:
     lines = [
         record("s1", sub="python"),

@@ -14,6 +14,7 @@ from tasks.state import (
     RunRecord,
     StateLockedError,
     StateStore,
+    newer_mark,
     open_duckdb_state,
     open_postgres_state,
 )
@@ -43,6 +44,22 @@ def test_watermarks_only_move_forward(store: StateStore) -> None:
         ("rust", "posts"): (50.0, "t3_r"),
     }
     assert store.read_watermarks("api") == {}
+
+
+def test_a_tie_on_created_utc_is_broken_by_id_order_not_text_order(store: StateStore) -> None:
+    """Reddit ids are base36: t3_100 comes after t3_zz although it sorts before it as text."""
+    store.advance_watermarks("api", {("python", "posts"): (300.0, "t3_zz")}, "run-1")
+    store.advance_watermarks("api", {("python", "posts"): (300.0, "t3_100")}, "run-2")
+    assert store.read_watermarks("api") == {("python", "posts"): (300.0, "t3_100")}
+    store.advance_watermarks("api", {("python", "posts"): (300.0, "t3_zz")}, "run-3")
+    assert store.read_watermarks("api") == {("python", "posts"): (300.0, "t3_100")}
+
+
+def test_newer_mark_orders_ids_as_base36_numbers() -> None:
+    assert newer_mark(None, (1.0, "t3_zz")) == (1.0, "t3_zz")
+    assert newer_mark((1.0, "t3_zz"), (1.0, "t3_100")) == (1.0, "t3_100")
+    assert newer_mark((1.0, "100"), (1.0, "zz")) == (1.0, "100")
+    assert newer_mark((2.0, "a"), (1.0, "zzzz")) == (2.0, "a")
 
 
 def test_a_run_is_recorded_with_its_counts_durations_and_error(store: StateStore) -> None:
