@@ -46,6 +46,28 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+def moto_lake_block(endpoint: str, bucket: str, block_name: str) -> Any:
+    """A bucket on the moto server and the S3Bucket block (folder `lake`) a PipelineConfig names
+    with s3_bucket_block; returns a boto3 S3 client on the same server."""
+    import boto3
+    from prefect_aws import AwsClientParameters, AwsCredentials
+    from prefect_aws.s3 import S3Bucket
+    from pydantic import SecretStr
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION, **CREDENTIALS)
+    s3.create_bucket(Bucket=bucket)
+    credentials = AwsCredentials(
+        aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=SecretStr(CREDENTIALS["aws_secret_access_key"]),
+        region_name=REGION,
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
+    )
+    S3Bucket(bucket_name=bucket, bucket_folder="lake", credentials=credentials).save(
+        block_name, overwrite=True
+    )
+    return s3
+
+
 def set_transition(endpoint: str, model: str, transition: dict[str, Any] | None) -> None:
     """moto's state manager: how its fake resources move between states (None = default)."""
     path = "set-transition" if transition else "unset-transition"

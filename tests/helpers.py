@@ -72,6 +72,21 @@ def watermarks(state: Path) -> list[tuple]:
         con.close()
 
 
+def dump_post(subreddit: str, n: int, created: int, retrieved_after: int = 86400) -> dict[str, Any]:
+    """A minimal post as the dumps have it: id from the subreddit's initial and n, score n."""
+    return {
+        "id": f"{subreddit[0]}{n:05d}",
+        "subreddit": subreddit,
+        "author": f"user{n % 3}",
+        "title": f"post {n}",
+        "selftext": "",
+        "score": n,
+        "num_comments": 0,
+        "created_utc": created,
+        "retrieved_on": created + retrieved_after,
+    }
+
+
 def write_dump(path: Path, records: list[dict[str, Any] | str]) -> Path:
     """A zstd NDJSON dump; strings are written as they are (malformed lines)."""
     lines = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in records]

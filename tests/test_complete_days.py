@@ -4,11 +4,10 @@ run remodels it, so its curated marts never shrink to the files that were left."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
-from helpers import write_dump
+from helpers import dump_post, write_dump
 
 from flows.main import reddit_pipeline
 from tasks.complete_days import unprocessed_raw_keys
@@ -19,19 +18,7 @@ pytestmark = pytest.mark.e2e
 
 MAY_1 = 1_714_521_600  # 2024-05-01 00:00 UTC
 
-
-def _post(subreddit: str, n: int, created: int) -> dict[str, Any]:
-    return {
-        "id": f"{subreddit[0]}{n:05d}",
-        "subreddit": subreddit,
-        "author": f"user{n % 3}",
-        "title": f"post {n}",
-        "selftext": "",
-        "score": n,
-        "num_comments": 0,
-        "created_utc": created,
-        "retrieved_on": created + 864000,
-    }
+RECRAWLED = 10 * 86400  # retrieved ten days after creation
 
 
 def _daily(lake_dir: Path, day: str) -> list[tuple]:
@@ -49,7 +36,9 @@ def test_a_run_touching_a_day_with_expired_processed_files_reprocesses_them_from
     dumps = {
         sub: write_dump(
             tmp_path / "d1" / f"{sub}_submissions.zst",
-            [_post(sub, i, MAY_1 + i * 6 * 3600) for i in range(12)],  # 3 days, 4 a day
+            [
+                dump_post(sub, i, MAY_1 + i * 6 * 3600, RECRAWLED) for i in range(12)
+            ],  # 3 days, 4 a day
         )
         for sub in ("alpha", "beta")
     }
@@ -70,8 +59,8 @@ def test_a_run_touching_a_day_with_expired_processed_files_reprocesses_them_from
     # A later run brings one new alpha post on 2024-05-03: that day is remodeled.
     later = write_dump(
         tmp_path / "d2" / "alpha_submissions.zst",
-        [_post("alpha", i, MAY_1 + i * 6 * 3600) for i in range(12)]
-        + [_post("alpha", 99, MAY_1 + 2 * 86400 + 3600 * 23)],
+        [dump_post("alpha", i, MAY_1 + i * 6 * 3600, RECRAWLED) for i in range(12)]
+        + [dump_post("alpha", 99, MAY_1 + 2 * 86400 + 3600 * 23, RECRAWLED)],
     )
     summary = reddit_pipeline(PipelineConfig(source="dump", dump_paths=[later], **paths))
 

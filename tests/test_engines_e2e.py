@@ -6,6 +6,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from aws_fixtures import moto_lake_block
 from pydantic import SecretStr
 
 from flows.main import reddit_pipeline
@@ -50,27 +51,9 @@ def test_a_cloud_engine_without_its_block_fails_with_a_clear_message(
 def test_sample_through_an_s3_lake_on_moto_lands_the_same_rows(
     prefect_api: str, paths: dict[str, Path], moto_server: str
 ) -> None:
-    import boto3
     import duckdb
-    from prefect_aws import AwsClientParameters, AwsCredentials
-    from prefect_aws.s3 import S3Bucket
 
-    boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket="reddit-lake-e2e")
-    credentials = AwsCredentials(
-        aws_access_key_id="testing",
-        aws_secret_access_key=SecretStr("testing"),
-        region_name="us-east-1",
-        aws_client_parameters=AwsClientParameters(endpoint_url=moto_server),
-    )
-    S3Bucket(bucket_name="reddit-lake-e2e", bucket_folder="lake", credentials=credentials).save(
-        "e2e-lake", overwrite=True
-    )
+    s3 = moto_lake_block(moto_server, "reddit-lake-e2e", "e2e-lake")
 
     summary = reddit_pipeline(PipelineConfig(lake="s3", s3_bucket_block="e2e-lake", **paths))
 
@@ -79,11 +62,5 @@ def test_sample_through_an_s3_lake_on_moto_lands_the_same_rows(
     con.close()
     assert counts == [600, 3000]
     assert summary.staged == 3615
-    keys = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).list_objects_v2(Bucket="reddit-lake-e2e", Prefix="lake/raw/reddit/posts/")
+    keys = s3.list_objects_v2(Bucket="reddit-lake-e2e", Prefix="lake/raw/reddit/posts/")
     assert keys["KeyCount"] > 0

@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import pytest
 import zstandard
-from helpers import path_args, run_cli, warehouse_checksums, watermarks, write_dump
+from helpers import dump_post, path_args, run_cli, warehouse_checksums, watermarks, write_dump
 
 from flows.main import reddit_pipeline
 from tasks import settings
@@ -185,29 +185,17 @@ def test_an_earlier_window_run_after_a_later_one_loads_its_rows_and_keeps_the_wa
     }
 
 
-def _post(n: int, created: int) -> dict[str, Any]:
-    return {
-        "id": f"p{n:05d}",
-        "subreddit": "python",
-        "author": f"user{n % 3}",
-        "title": f"post {n}",
-        "selftext": "",
-        "score": n,
-        "num_comments": 0,
-        "created_utc": created,
-        "retrieved_on": created + 86400,
-    }
-
-
 def test_second_run_with_new_data_adds_only_the_new_rows(
     prefect_api: str, paths: dict[str, Path], tmp_path: Path
 ) -> None:
     start = 1_714_521_600  # 2024-05-01
     first = write_dump(
-        tmp_path / "d1" / "python_submissions.zst", [_post(i, start + i * 3600) for i in range(10)]
+        tmp_path / "d1" / "python_submissions.zst",
+        [dump_post("python", i, start + i * 3600) for i in range(10)],
     )
     second = write_dump(
-        tmp_path / "d2" / "python_submissions.zst", [_post(i, start + i * 3600) for i in range(15)]
+        tmp_path / "d2" / "python_submissions.zst",
+        [dump_post("python", i, start + i * 3600) for i in range(15)],
     )
 
     run1 = reddit_pipeline(_config(paths, source="dump", dump_paths=[first]))
@@ -231,7 +219,12 @@ def test_malformed_lines_are_quarantined_and_the_run_goes_on(
 ) -> None:
     dump = write_dump(
         tmp_path / "RS_2024-05.zst",
-        [_post(1, 1_714_521_600), "{not json", {"subreddit": "python"}, _post(2, 1_714_525_200)],
+        [
+            dump_post("python", 1, 1_714_521_600),
+            "{not json",
+            {"subreddit": "python"},
+            dump_post("python", 2, 1_714_525_200),
+        ],
     )
     summary = reddit_pipeline(_config(paths, source="dump", dump_paths=[dump]))
 

@@ -7,11 +7,19 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from helpers import PROJECT_DIR, path_args, run_cli, warehouse_checksums, watermarks, write_dump
+from aws_fixtures import moto_lake_block
+from helpers import (
+    PROJECT_DIR,
+    dump_post,
+    path_args,
+    run_cli,
+    warehouse_checksums,
+    watermarks,
+    write_dump,
+)
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.e2e
@@ -40,20 +48,6 @@ def test_rebuild_after_losing_warehouse_state_and_processed_layers_equals_before
     assert {m[0] for m in marks} == {"sample"}
 
 
-def _post(subreddit: str, n: int, created: int) -> dict[str, Any]:
-    return {
-        "id": f"{subreddit[0]}{n:05d}",
-        "subreddit": subreddit,
-        "author": f"user{n % 3}",
-        "title": f"post {n}",
-        "selftext": "",
-        "score": n,
-        "num_comments": 0,
-        "created_utc": created,
-        "retrieved_on": created + 10 * DAY,
-    }
-
-
 def test_rebuild_limited_to_a_subreddit_and_days_leaves_the_others_out(
     prefect_api: str, paths: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -65,7 +59,7 @@ def test_rebuild_limited_to_a_subreddit_and_days_leaves_the_others_out(
     dumps = [
         write_dump(
             tmp_path / "dumps" / f"{sub}_submissions.zst",
-            [_post(sub, i, MAY_1 + offset * DAY + i * 6 * 3600) for i in range(12)],
+            [dump_post(sub, i, MAY_1 + offset * DAY + i * 6 * 3600, 10 * DAY) for i in range(12)],
         )
         for sub, offset in (("alpha", 0), ("beta", 3))
     ]
@@ -115,34 +109,15 @@ def _pg_tables(dsn: str) -> dict[str, tuple[int, str]]:
 def test_rebuild_from_an_s3_lake_into_postgresql_equals_the_tables_before(
     prefect_api: str, paths: dict[str, Path], pg_dsn: str, moto_server: str
 ) -> None:
-    import boto3
     import duckdb
     import psycopg
-    from prefect_aws import AwsClientParameters, AwsCredentials
-    from prefect_aws.s3 import S3Bucket
 
     from blocks.warehouse import PostgresWarehouse
     from flows.main import reddit_pipeline
     from flows.rebuild import RebuildConfig, reddit_rebuild
     from tasks.config import PipelineConfig
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    s3.create_bucket(Bucket="reddit-lake-rebuild")
-    credentials = AwsCredentials(
-        aws_access_key_id="testing",
-        aws_secret_access_key=SecretStr("testing"),
-        region_name="us-east-1",
-        aws_client_parameters=AwsClientParameters(endpoint_url=moto_server),
-    )
-    S3Bucket(bucket_name="reddit-lake-rebuild", bucket_folder="lake", credentials=credentials).save(
-        "rebuild-lake", overwrite=True
-    )
+    s3 = moto_lake_block(moto_server, "reddit-lake-rebuild", "rebuild-lake")
     config = PipelineConfig(
         lake="s3",
         s3_bucket_block="rebuild-lake",
@@ -226,7 +201,7 @@ def test_a_rebuild_that_breaks_a_contract_loads_nothing_and_moves_no_watermark(
     from tasks.config import PipelineConfig
 
     now = int(time.time())
-    good = [_post("python", i, now - 7200 + i) for i in range(5)]
+    good = [dump_post("python", i, now - 7200 + i, 10 * DAY) for i in range(5)]
     config = PipelineConfig(
         source="dump",
         dump_paths=[write_dump(tmp_path / "a" / "python_submissions.zst", good)],
@@ -237,7 +212,8 @@ def test_a_rebuild_that_breaks_a_contract_loads_nothing_and_moves_no_watermark(
     # A post an hour in the future reaches raw (staging's bound is a day); the run's gate
     # stops it, and it stays in raw, where a rebuild finds it again.
     bad = write_dump(
-        tmp_path / "b" / "python_submissions.zst", [*good, _post("python", 99, now + 3600)]
+        tmp_path / "b" / "python_submissions.zst",
+        [*good, dump_post("python", 99, now + 3600, 10 * DAY)],
     )
     with pytest.raises(QualityGateFailed):
         reddit_pipeline(config.model_copy(update={"dump_paths": [bad]}))

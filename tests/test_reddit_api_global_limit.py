@@ -19,21 +19,26 @@ def reddit() -> Iterator[FakeReddit]:
         yield server
 
 
-def test_each_request_takes_a_slot_of_the_shared_prefect_limit(
-    prefect_api: str, reddit: FakeReddit
-) -> None:
+def create_limit(name: str, limit: int, slot_decay_per_second: float) -> None:
+    """A global concurrency limit on the test's Prefect server, as the bootstrap makes one."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-    async def create_limit() -> None:
+    async def create() -> None:
         async with get_client() as client:
             await client.create_global_concurrency_limit(
                 GlobalConcurrencyLimitCreate(
-                    name="reddit-api-test", limit=2, slot_decay_per_second=1.0
+                    name=name, limit=limit, slot_decay_per_second=slot_decay_per_second
                 )
             )
 
-    asyncio.run(create_limit())
+    asyncio.run(create())
+
+
+def test_each_request_takes_a_slot_of_the_shared_prefect_limit(
+    prefect_api: str, reddit: FakeReddit
+) -> None:
+    create_limit("reddit-api-test", limit=2, slot_decay_per_second=1.0)
     reddit.add_posts("python", 450, 1_700_000_000.0)
     started = time.monotonic()
 
@@ -78,18 +83,7 @@ def test_a_missing_limit_name_is_a_clear_error_before_any_request(
 def test_a_starved_worker_stops_after_the_bounded_wait(
     prefect_api: str, reddit: FakeReddit
 ) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-
-    async def create_limit() -> None:
-        async with get_client() as client:
-            await client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(
-                    name="reddit-api-starved", limit=1, slot_decay_per_second=0.05
-                )
-            )
-
-    asyncio.run(create_limit())
+    create_limit("reddit-api-starved", limit=1, slot_decay_per_second=0.05)
     reddit.add_posts("python", 450, 1_700_000_000.0)
     started = time.monotonic()
     with pytest.raises(GlobalLimitError, match=r"waited 1 s for a slot of .*'reddit-api-starved'"):
