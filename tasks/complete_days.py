@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 
 from tasks import settings
 from tasks.lake import Lake
@@ -52,14 +53,26 @@ def unprocessed_raw_keys(lake: Lake, kind: str, dts: list[str]) -> list[str]:
     )
 
 
+def could_have_expired(dts: list[str], today: date | None = None) -> list[str]:
+    """The days whose processed files a lifecycle rule could have expired. A processed file is
+    written after its day, and no retention is shorter than PROCESSED_MARGIN_DAYS, so the
+    days of the last week are whole: a routine run, which touches recent days, lists nothing."""
+    today = today or datetime.now(UTC).date()
+    oldest_whole = (today - timedelta(days=settings.PROCESSED_MARGIN_DAYS)).isoformat()
+    return [dt for dt in dts if dt <= oldest_whole]
+
+
 def restore_missing_processed(
     lake: Lake, dts: list[str], process: Callable[[str, list[str]], ProcessResult]
 ) -> dict[str, int]:
     """Process again, with the run's own process step, every raw batch of the given days that
     lost its processed file; returns the number of raw files reprocessed per kind."""
     restored = {}
+    old_days = could_have_expired(dts)
+    if not old_days:
+        return restored
     for kind in settings.KINDS:
-        keys = unprocessed_raw_keys(lake, kind, dts)
+        keys = unprocessed_raw_keys(lake, kind, old_days)
         if keys:
             process(kind, keys)
             restored[kind] = len(keys)

@@ -30,16 +30,16 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from tasks import settings
+
 RULE_PREFIX = "reddit-pipeline-"
-# Days of processed files kept beyond the refresh window: late items and a refresh that runs
-# a few days late still find their days whole.
-PROCESSED_MARGIN_DAYS = 7
+PROCESSED_MARGIN_DAYS = settings.PROCESSED_MARGIN_DAYS
 DEFAULT_REFRESH_DAYS = 7  # prefect.yaml's daily-refresh: refresh_max_age P7D
 
 
 def check_processed_retention(processed_days: int, refresh_days: int) -> None:
     """Refuse a processed/ retention the routine runs would outrun (0 keeps for ever)."""
-    least = refresh_days + PROCESSED_MARGIN_DAYS
+    least = max(refresh_days, 0) + PROCESSED_MARGIN_DAYS
     if 0 < processed_days < least:
         raise ValueError(
             f"--processed-days {processed_days} is shorter than the refresh window "

@@ -38,6 +38,11 @@ PARQUET_CODEC = "snappy"
 
 RAW_PREFIX = "raw/reddit"
 PROCESSED_PREFIX = "processed/reddit"
+# Days of processed files kept beyond the refresh window when the lake's lifecycle expires
+# processed/ (tasks.lake_setup refuses less): late items and a refresh that runs a few days
+# late still find their days whole. Also the least retention there is at all, so a day this
+# recent cannot have lost a processed file to it (tasks.complete_days skips such days).
+PROCESSED_MARGIN_DAYS = 7
 CURATED_PREFIX = "curated/reddit"
 QUARANTINE_PREFIX = "quarantine/reddit"
 

@@ -3,6 +3,7 @@ run remodels it, so its curated marts never shrink to the files that were left."
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -10,7 +11,7 @@ import pytest
 from helpers import dump_post, write_dump
 
 from flows.main import reddit_pipeline
-from tasks.complete_days import unprocessed_raw_keys
+from tasks.complete_days import could_have_expired, unprocessed_raw_keys
 from tasks.config import PipelineConfig
 from tasks.lake import LocalLake
 
@@ -75,3 +76,10 @@ def test_a_run_touching_a_day_with_expired_processed_files_reprocesses_them_from
         paths["lake_dir"] / f"processed/reddit/posts/dt=2024-05-02/{beta_batch}.parquet"
     ).exists()
     assert unprocessed_raw_keys(lake, "posts", ["2024-05-03"]) == []
+
+
+def test_only_days_older_than_the_least_retention_are_checked() -> None:
+    """Files of the last week's days cannot have expired: routine runs list no raw folder."""
+    today = date(2024, 5, 20)
+    days = ["2024-05-12", "2024-05-13", "2024-05-14", "2024-05-20"]
+    assert could_have_expired(days, today) == ["2024-05-12", "2024-05-13"]
