@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, get_args
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from tasks import settings
@@ -81,7 +80,7 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
             and under `pipeline` the lake to read raw from and the engines and warehouse to
             rebuild into, as a pipeline run would use them.
     """
-    from flows.main import open_state
+    from flows.main import _flow_run_id, open_state
 
     config = config or RebuildConfig()
     log = get_run_logger()
@@ -142,11 +141,6 @@ def _watermark_locks(state: StateStore, config: RebuildConfig) -> Iterator[None]
 
 def _midnight(day: date | None) -> datetime | None:
     return datetime.combine(day, time(), UTC) if day else None
-
-
-def _flow_run_id() -> str | None:
-    run_id = flow_run.get_id()
-    return str(run_id) if run_id else None
 
 
 def _counts(result: RebuildResult) -> dict[str, Any]:

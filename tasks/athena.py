@@ -58,6 +58,18 @@ class AthenaRunner:
     first_delay: float = 0.25
     max_delay: float = 10.0
     sleep: Callable[[float], None] = time.sleep
+
+    @classmethod
+    def for_engine(cls, engine: Any, client: Any) -> AthenaRunner:
+        """The runner an AthenaEngine block describes; `client` from engine.athena_client."""
+        return cls(
+            client=client,
+            workgroup=engine.workgroup,
+            database=engine.database,
+            output_location=engine.output_location,
+            timeout=engine.poll_timeout_seconds,
+        )
+
     executed: list[str] = field(default_factory=list)
 
     def start(self, sql: str, in_database: bool = True) -> str:
@@ -253,11 +265,5 @@ def model_athena_task(
     the task deletes and rebuilds those days anyway. `engine` is a blocks.warehouse.AthenaEngine;
     `lake_uri` the S3 lake's root (the tables point at it, `lake` deletes and lists there);
     `client` a boto3 Athena client (AthenaEngine.athena_client)."""
-    runner = AthenaRunner(
-        client=client,
-        workgroup=engine.workgroup,
-        database=engine.database,
-        output_location=engine.output_location,
-        timeout=engine.poll_timeout_seconds,
-    )
+    runner = AthenaRunner.for_engine(engine, client)
     return run_models_athena(runner, lake, lake_uri, dts)

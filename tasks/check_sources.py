@@ -416,13 +416,7 @@ def _athena_engine(config: PipelineConfig) -> CheckEngine:
     engine = AthenaEngine.load(config.athena_block)
     credentials = aws_credentials(config)
     check_database = config.check_schema or f"{engine.database}_check"
-    runner = AthenaRunner(
-        client=credentials.get_client("athena"),
-        workgroup=engine.workgroup,
-        database=engine.database,
-        output_location=engine.output_location,
-        timeout=engine.poll_timeout_seconds,
-    )
+    runner = AthenaRunner.for_engine(engine, engine.athena_client(credentials))
 
     @contextmanager
     def open_athena(dts: list[str], keys: dict[str, list[str]]) -> Iterator[CheckSource]:

@@ -116,7 +116,9 @@ def rebuild(
     result.days = sorted(days)
     modeled = engines.model(result.days)
     # Every subreddit is expected: whole batches come back, whatever the filter asked for.
-    report = check_task(lake, result.days, modeled.curated_keys, [], kinds_found, max_age_hours)
+    report = check_task(
+        lake, result.days, modeled.curated_keys, [], kinds_found, max_age_hours, engines.check
+    )
     publish_check_results(report, run_id)
     record_check_results(state, run_id, report)
     enforce(report)  # QualityGateFailed: no load, no watermarks

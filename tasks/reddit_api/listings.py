@@ -17,11 +17,11 @@ from tasks.reddit_api.things import (
     Watermark,
     check_listing,
     children,
-    newer,
     order_key,
     raw_line,
     thing_key,
 )
+from tasks.state import newer_mark
 
 
 @dataclass
@@ -137,7 +137,7 @@ def _take_page(things: list[dict[str, Any]], cursor: _Cursor) -> bool:
     for child in things:
         data = child["data"]
         created = float(data["created_utc"])
-        cursor.newest = newer(cursor.newest, (created, str(data["name"])))
+        cursor.newest = newer_mark(cursor.newest, (created, str(data["name"])))
         cursor.oldest = created if cursor.oldest is None else min(cursor.oldest, created)
         if not cursor.wanted(data):
             reached_floor = True

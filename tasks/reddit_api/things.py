@@ -24,12 +24,6 @@ def thing_key(data: dict[str, Any]) -> tuple[float, int]:
     return order_key(float(data["created_utc"]), str(data["name"]))
 
 
-def newer(a: Watermark | None, b: Watermark | None) -> Watermark | None:
-    if a is None or b is None:
-        return a or b
-    return a if order_key(*a) >= order_key(*b) else b
-
-
 def check_listing(payload: Any) -> None:
     """Raise ValueError unless payload is a Listing whose children carry names and times."""
     if not isinstance(payload, dict) or payload.get("kind") != "Listing":
