@@ -528,7 +528,7 @@ class PostgresConnection:
             try:
                 self.raw.rollback()
                 return
-            except psycopg.OperationalError:
+            except psycopg.Error:
                 pass  # the connection died under the rollback: a new one has nothing to undo
         self._replace()
 

@@ -217,13 +217,13 @@ def test_a_second_process_on_a_local_state_file_gets_a_clear_error(tmp_path: Pat
 # -- a strict state database: idle_in_transaction_session_timeout, killed runs, bad DSNs ------
 
 
-def _strict(dsn: str) -> str:
-    """The test database with the timeout production servers often set: the server closes a
-    session that stays idle in a transaction for a second (new sessions only)."""
+def _strict(dsn: str, timeout: str = "idle_in_transaction_session_timeout") -> str:
+    """The test database with a timeout production servers often set: the server closes a
+    session that stays idle in a transaction (or idle at all) for a second (new sessions)."""
     with psycopg.connect(dsn, autocommit=True) as admin:
         name = admin.execute("select current_database()").fetchone()
         assert name is not None
-        admin.execute(f'alter database "{name[0]}" set idle_in_transaction_session_timeout = 1000')
+        admin.execute(f'alter database "{name[0]}" set {timeout} = 1000')
     return dsn
 
 
@@ -235,12 +235,16 @@ def _idle_in_transaction(dsn: str) -> list[tuple[int, str]]:
         ).fetchall()
 
 
-def test_a_run_keeps_its_locks_past_the_idle_in_transaction_timeout(pg_dsn: str) -> None:
+@pytest.mark.parametrize("timeout", ["idle_in_transaction_session_timeout", "idle_session_timeout"])
+def test_a_run_keeps_its_locks_past_the_idle_in_transaction_timeout(
+    pg_dsn: str, timeout: str
+) -> None:
     """Run A reads its watermarks and holds r/python for 3 s on a server that closes sessions
-    idle in a transaction after 1 s: a second run is refused the whole time, and A commits."""
+    idle in a transaction (or idle) after 1 s: a second run is refused the whole time, and A
+    commits (on a new connection if its idle one was closed)."""
     from tasks.db_pool import close_pools, open_pooled_state
 
-    dsn = _strict(pg_dsn)
+    dsn = _strict(pg_dsn, timeout)
     first, second = open_pooled_state(dsn), open_postgres_state(dsn)
     refusals = 0
     try:
@@ -409,6 +413,26 @@ def test_finish_run_records_the_run_after_a_failed_statement_in_its_transaction(
         store._execute("select cast('x' as integer)").fetchall()
     store.finish_run("run-1", "failed", {}, 0, {}, error="KeyboardInterrupt")
     [run] = store.recent_runs()
+    assert (run["status"], run["error"]) == ("failed", "KeyboardInterrupt")
+
+
+def test_finish_run_records_the_run_after_a_ctrl_c_in_the_middle_of_a_statement(
+    pg_dsn: str,
+) -> None:
+    import os
+    import signal
+
+    store = open_postgres_state(pg_dsn)
+    try:
+        store.start_run(RunRecord("run-1", "api"))
+        store._execute("update pipeline_runs set error = 'half-done' where run_id = %s", ("run-1",))
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            store._execute("select pg_sleep(10)")
+        store.finish_run("run-1", "failed", {}, 0, {}, error="KeyboardInterrupt")
+        [run] = store.recent_runs()
+    finally:
+        store.close()
     assert (run["status"], run["error"]) == ("failed", "KeyboardInterrupt")
 
 
