@@ -348,6 +348,8 @@ class StateStore:
             time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
 
     def close(self) -> None:
+        if self._run_id is not None:
+            _LIVE_RUNS.discard(self._run_id)  # closed unfinished: no longer alive here either
         try:
             self.con.close()
         finally:
@@ -593,13 +595,22 @@ class LockSession:
         function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         return bool(self._query(f"select {function}(%s)", (key,))[0][0])
 
+    def _quietly(self, query: str, params: tuple[Any, ...]) -> None:
+        """Release and rename: a lost session already released everything, and failing here
+        would hide the error the run is failing with (or fail a run already recorded)."""
+        if self.lost:
+            return
+        try:
+            self._query(query, params)
+        except psycopg.Error as exc:
+            self.lost = " ".join(str(exc).split())
+
     def unlock(self, key: int, shared: bool) -> None:
         function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
-        if not self.lost and not self.raw.closed:
-            self._query(f"select {function}(%s)", (key,))
+        self._quietly(f"select {function}(%s)", (key,))
 
     def name(self, application_name: str) -> None:
-        self._query("select set_config('application_name', %s, false)", (application_name,))
+        self._quietly("select set_config('application_name', %s, false)", (application_name,))
 
     def holders(self, key: int) -> str:
         """Who holds this lock: the runs' names (their sessions' application_name) and pids."""
