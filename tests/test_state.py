@@ -378,10 +378,12 @@ def test_a_killed_run_on_a_local_state_file_is_marked_crashed(tmp_path: Path) ->
 def test_the_next_pipeline_run_marks_a_killed_one_crashed(
     prefect_api: str, paths: dict[str, Path], state: str, request: pytest.FixtureRequest
 ) -> None:
+    """On PostgreSQL under idle_in_transaction_session_timeout too: the runs' state sessions
+    outlive the seconds between their state calls."""
     from helpers import path_args, run_cli
 
     env = (
-        {"REDDIT_PIPELINE_STATE_DSN": request.getfixturevalue("pg_dsn")}
+        {"REDDIT_PIPELINE_STATE_DSN": _strict(request.getfixturevalue("pg_dsn"))}
         if state != "duckdb"
         else {}
     )
