@@ -66,6 +66,8 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
     engines = build_engines(config)
     log.info("Engines: %s", ", ".join(f"{k} {v}" for k, v in engines.description.items()))
     state = open_state(config)
+    for dead in state.mark_crashed_runs():
+        log.warning("Run %s ended without recording an outcome: marked crashed", dead)
     summary = RunSummary(
         run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
         source=source.name,

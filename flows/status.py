@@ -29,7 +29,7 @@ def lags(store: StateStore, now: datetime | None = None) -> list[tuple[str, str,
 
 def _duration(run: dict[str, Any]) -> str:
     if run["finished_at"] is None:
-        return "running"
+        return "running" if run["status"] == "running" else ""
     return f"{(run['finished_at'] - run['started_at']).total_seconds():.1f}s"
 
 
@@ -69,7 +69,7 @@ def render(
         lag_table.add_row(source, subreddit, kind, f"{hours:.1f}")
     console.print(lag_table)
 
-    failures = [r for r in store.recent_runs(100) if r["status"] == "failed"][:5]
+    failures = [r for r in store.recent_runs(100) if r["status"] in ("failed", "crashed")][:5]
     if failures:
         console.print("[bold red]last failures[/]")
         for run in failures:

@@ -8,9 +8,13 @@ every pooled connection. The warehouse is not pooled: a run loads once, on one c
 (PostgresWarehouse.connect), so a pool would save one handshake a run and hold a connection
 open between runs.
 
-A pooled connection is returned, not closed: a session-level advisory lock left on it would
-outlive the run that took it (StateStore.subreddit_locks releases its own, but a crash between
-acquire and release would not), so the pool's reset unlocks all advisory locks.
+The advisory locks are not taken on pooled connections: each store holds them on a dedicated
+session (tasks.state.LockSession) that ends with the store. The pool's reset still unlocks all
+advisory locks, so none taken on a pooled connection by hand outlives its borrower.
+
+A pool retries a failing connection in the background until its timeout (30 s, then a bare
+PoolTimeout with the cause only in warnings): one direct connection first says at once why the
+DSN cannot be used (malformed, no such database, refused).
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tasks.state import StateStore
+from tasks.state import (
+    CONNECT_TIMEOUT,
+    LockSession,
+    PostgresConnection,
+    StateStore,
+    connect_postgres,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -44,11 +54,12 @@ def shared_pool(dsn: str, max_size: int = 4) -> ConnectionPool:
     with _lock:
         pool = _pools.get(dsn)
         if pool is None or pool.closed:
+            connect_postgres(dsn).close()  # StateUnavailableError now, not PoolTimeout in 30 s
             pool = ConnectionPool(
                 dsn,
                 min_size=1,
                 max_size=max_size,
-                kwargs={"connect_timeout": 10},
+                kwargs={"connect_timeout": CONNECT_TIMEOUT},
                 reset=_reset,
                 check=ConnectionPool.check_connection,
                 name=f"reddit-pipeline-{len(_pools)}",
@@ -70,28 +81,13 @@ def close_pools() -> None:
 atexit.register(close_pools)
 
 
-class _PooledConnection:
-    """tasks.state's Connection over a connection borrowed from a pool; close() gives it back
-    (rolled back if a transaction was left open, then reset)."""
-
-    def __init__(self, pool: ConnectionPool) -> None:
-        self.pool = pool
-        self.raw = pool.getconn()
-
-    def execute(self, query: str, params: Any = ()) -> Any:
-        return self.raw.execute(query, params)
-
-    def commit(self) -> None:
-        self.raw.commit()
-
-    def close(self) -> None:
-        self.pool.putconn(self.raw)
-
-
 def open_pooled_state(dsn: str, max_size: int = 4) -> StateStore:
     """A drop-in for tasks.state.open_postgres_state: the same store, schema ensured, on a
-    pooled connection that store.close() returns to the pool."""
-    store = StateStore(_PooledConnection(shared_pool(dsn, max_size)), placeholder="%s")
+    pooled connection that store.close() returns to the pool (its locks on a session of their
+    own, see LockSession)."""
+    pool = shared_pool(dsn, max_size)
+    connection = PostgresConnection(pool.getconn, pool.putconn)
+    store = StateStore(connection, placeholder="%s", lock_session=lambda: LockSession(dsn))
     try:
         store.ensure_schema()
     except BaseException:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+import psycopg
 import pytest
 
 from tasks.state import (
@@ -208,3 +212,311 @@ def test_a_second_process_on_a_local_state_file_gets_a_clear_error(tmp_path: Pat
         holder.close()
     assert result.returncode != 0
     assert "in use by another run" in result.stderr
+
+
+# -- a strict state database: idle_in_transaction_session_timeout, killed runs, bad DSNs ------
+
+
+def _strict(dsn: str, timeout: str = "idle_in_transaction_session_timeout") -> str:
+    """The test database with a timeout production servers often set: the server closes a
+    session that stays idle in a transaction (or idle at all) for a second (new sessions)."""
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        name = admin.execute("select current_database()").fetchone()
+        assert name is not None
+        admin.execute(f'alter database "{name[0]}" set {timeout} = 1000')
+    return dsn
+
+
+def _idle_in_transaction(dsn: str) -> list[tuple[int, str]]:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        return admin.execute(
+            "select pid, query from pg_stat_activity where datname = current_database() "
+            "and state like 'idle in transaction%%'"
+        ).fetchall()
+
+
+@pytest.mark.parametrize("timeout", ["idle_in_transaction_session_timeout", "idle_session_timeout"])
+def test_a_run_keeps_its_locks_past_the_idle_in_transaction_timeout(
+    pg_dsn: str, timeout: str
+) -> None:
+    """Run A reads its watermarks and holds r/python for 3 s on a server that closes sessions
+    idle in a transaction (or idle) after 1 s: a second run is refused the whole time, and A
+    commits (on a new connection if its idle one was closed)."""
+    from tasks.db_pool import close_pools, open_pooled_state
+
+    dsn = _strict(pg_dsn, timeout)
+    first, second = open_pooled_state(dsn), open_postgres_state(dsn)
+    refusals = 0
+    try:
+        first.start_run(RunRecord("run-a", "api"))
+        with first.subreddit_locks("api", ["python"]):
+            first.read_watermarks("api")
+            until = time.monotonic() + 3
+            while time.monotonic() < until:
+                with (
+                    pytest.raises(StateLockedError, match="r/python"),
+                    second.subreddit_locks("api", ["python"], timeout=0.1),
+                ):
+                    pass
+                refusals += 1
+                time.sleep(0.3)
+            first.advance_watermarks("api", {("python", "posts"): (5.0, "t3_a")}, "run-a")
+        first.finish_run("run-a", "completed", {}, 0, {})
+        assert first.read_watermarks("api") == {("python", "posts"): (5.0, "t3_a")}
+        assert [r["status"] for r in second.recent_runs()] == ["completed"]
+    finally:
+        first.close()
+        second.close()
+        close_pools()
+    assert refusals >= 5
+
+
+def test_no_state_connection_is_left_idle_in_a_transaction(pg_dsn: str, tmp_path: Path) -> None:
+    """Every reader of the store (the flow's calls, status, monitoring, checks, backup) ends
+    the transaction it opened, as pg_stat_activity sees it after each call."""
+    from flows.status import lags
+    from tasks.backup import read_snapshot
+    from tasks.check import CheckReport, CheckRow, record_check_results
+    from tasks.db_pool import close_pools, open_pooled_state
+    from tasks.monitoring import slowdown_figures
+
+    store = open_pooled_state(pg_dsn)
+    calls = {
+        "mark_crashed_runs": store.mark_crashed_runs,
+        "start_run": lambda: store.start_run(RunRecord("run-1", "api")),
+        "read_watermarks": lambda: store.read_watermarks("api"),
+        "advance_watermarks": lambda: store.advance_watermarks(
+            "api", {("python", "posts"): (1.0, "t3_a")}, "run-1"
+        ),
+        "recent_runs": store.recent_runs,
+        "lags": lambda: lags(store),
+        "record_check_results": lambda: record_check_results(
+            store, "run-1", CheckReport([CheckRow("posts", "rows", "pass", "error", 1.0, "")])
+        ),
+        "finish_run": lambda: store.finish_run("run-1", "completed", {}, 0, {}),
+        "slowdown_figures": lambda: slowdown_figures(store, "run-1"),
+        "read_snapshot": lambda: read_snapshot(store),
+    }
+    left_open = {}
+    try:
+        with store.subreddit_locks("api", ["python"]):
+            left_open["subreddit_locks"] = _idle_in_transaction(pg_dsn)
+            for name, call in calls.items():
+                call()
+                left_open[name] = _idle_in_transaction(pg_dsn)
+    finally:
+        store.close()
+        close_pools()
+    assert {name: found for name, found in left_open.items() if found} == {}
+
+
+_STORE_PROCESS = """
+import os, signal, sys
+from tasks.state import RunRecord, open_duckdb_state, open_postgres_state
+where, run_id, fate = sys.argv[1:]
+store = open_postgres_state(where) if where.startswith("postgresql") else open_duckdb_state(where)
+store.start_run(RunRecord(run_id, "api"))
+if fate == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)
+print("running", flush=True)
+sys.stdin.read()
+store.finish_run(run_id, "completed", {}, 0, {})
+store.close()
+"""
+
+
+def _store_process(where: str, run_id: str, fate: str) -> subprocess.Popen[str]:
+    """A process that starts a run on the store and is then killed, or runs until its stdin
+    closes."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _STORE_PROCESS, where, run_id, fate],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if fate == "killed":
+        assert process.wait(60) == -9
+    else:
+        assert process.stdout is not None and process.stdout.readline() == "running\n"
+    return process
+
+
+def test_a_killed_run_is_marked_crashed_and_a_live_one_is_not_on_postgresql(pg_dsn: str) -> None:
+    live = _store_process(pg_dsn, "run-live", "waits")
+    try:
+        _store_process(pg_dsn, "run-killed", "killed")
+        store = open_postgres_state(pg_dsn)
+        try:
+            assert store.mark_crashed_runs() == ["run-killed"]
+            assert store.mark_crashed_runs() == []
+            runs = {r["run_id"]: r for r in store.recent_runs()}
+        finally:
+            store.close()
+    finally:
+        assert live.stdin is not None
+        live.stdin.close()
+        assert live.wait(60) == 0
+    assert runs["run-live"]["status"] == "running"
+    assert runs["run-killed"]["status"] == "crashed"
+    assert "ended without recording an outcome" in runs["run-killed"]["error"]
+
+
+def test_a_killed_run_on_a_local_state_file_is_marked_crashed(tmp_path: Path) -> None:
+    path = tmp_path / "state.duckdb"
+    _store_process(str(path), "run-killed", "killed")
+    store = open_duckdb_state(path)
+    try:
+        store.start_run(RunRecord("run-here", "api"))  # this process's own run is alive
+        assert store.mark_crashed_runs() == ["run-killed"]
+        statuses = {r["run_id"]: r["status"] for r in store.recent_runs()}
+    finally:
+        store.close()
+    assert statuses == {"run-killed": "crashed", "run-here": "running"}
+
+
+@pytest.mark.parametrize("state", ["duckdb", "postgres"])
+def test_the_next_pipeline_run_marks_a_killed_one_crashed(
+    prefect_api: str, paths: dict[str, Path], state: str, request: pytest.FixtureRequest
+) -> None:
+    """On PostgreSQL under idle_in_transaction_session_timeout too: the runs' state sessions
+    outlive the seconds between their state calls."""
+    from helpers import path_args, run_cli
+
+    env = (
+        {"REDDIT_PIPELINE_STATE_DSN": _strict(request.getfixturevalue("pg_dsn"))}
+        if state != "duckdb"
+        else {}
+    )
+    killed = run_cli(
+        path_args(paths), prefect_api, env={**env, "REDDIT_PIPELINE_CRASH_AT": "after:stage"}
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    rerun = run_cli(path_args(paths), prefect_api, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+    dsn = env.get("REDDIT_PIPELINE_STATE_DSN")
+    store = open_postgres_state(dsn) if dsn else open_duckdb_state(paths["state_path"])
+    try:
+        runs = store.recent_runs()
+    finally:
+        store.close()
+    assert [r["status"] for r in runs] == ["completed", "crashed"]
+    assert "marked crashed" in rerun.stderr + rerun.stdout
+
+
+def test_finish_run_records_the_run_after_a_failed_statement_in_its_transaction(
+    store: StateStore,
+) -> None:
+    """As after a Ctrl-C in the middle of the commit: the transaction is aborted, and the
+    outcome must still be written."""
+    store.start_run(RunRecord("run-1", "api"))
+    store._execute("update pipeline_runs set error = 'half-done' where run_id = %s", ("run-1",))
+    with pytest.raises((duckdb.Error, psycopg.Error)):
+        store._execute("select cast('x' as integer)").fetchall()
+    store.finish_run("run-1", "failed", {}, 0, {}, error="KeyboardInterrupt")
+    [run] = store.recent_runs()
+    assert (run["status"], run["error"]) == ("failed", "KeyboardInterrupt")
+
+
+def test_finish_run_records_the_run_after_a_ctrl_c_in_the_middle_of_a_statement(
+    pg_dsn: str,
+) -> None:
+    import os
+    import signal
+
+    store = open_postgres_state(pg_dsn)
+    try:
+        store.start_run(RunRecord("run-1", "api"))
+        store._execute("update pipeline_runs set error = 'half-done' where run_id = %s", ("run-1",))
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            store._execute("select pg_sleep(10)")
+        store.finish_run("run-1", "failed", {}, 0, {}, error="KeyboardInterrupt")
+        [run] = store.recent_runs()
+    finally:
+        store.close()
+    assert (run["status"], run["error"]) == ("failed", "KeyboardInterrupt")
+
+
+def test_finish_run_records_the_run_after_the_server_closed_its_connection(pg_dsn: str) -> None:
+    from tasks.db_pool import close_pools, open_pooled_state
+
+    store = open_pooled_state(pg_dsn)
+    try:
+        store.start_run(RunRecord("run-1", "api"))
+        store._execute("update pipeline_runs set error = 'half-done' where run_id = %s", ("run-1",))
+        [(pid,)] = store._execute("select pg_backend_pid()").fetchall()
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("select pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            store._execute("update pipeline_runs set error = 'more' where run_id = %s", ("run-1",))
+        store.finish_run("run-1", "failed", {}, 0, {}, error="OperationalError")
+        [run] = store.recent_runs()
+    finally:
+        store.close()
+        close_pools()
+    assert (run["status"], run["error"]) == ("failed", "OperationalError")
+
+
+def test_a_lock_wait_that_times_out_names_the_run_holding_it(pg_dsn: str) -> None:
+    first, second = open_postgres_state(pg_dsn), open_postgres_state(pg_dsn)
+    try:
+        first.start_run(RunRecord("20240301T000000Z-holder", "api"))
+        with (
+            first.subreddit_locks("api", ["python"]),
+            pytest.raises(
+                StateLockedError,
+                match=r"r/python.*held by reddit_pipeline run 20240301T000000Z-holder \(pid \d+\)",
+            ),
+            second.subreddit_locks("api", ["python"], timeout=0.2),
+        ):
+            pass
+    finally:
+        first.close()
+        second.close()
+
+
+def test_nothing_commits_under_locks_whose_session_was_lost(pg_dsn: str) -> None:
+    store = open_postgres_state(pg_dsn)
+    try:
+        with store.subreddit_locks("api", ["python"]):
+            with psycopg.connect(pg_dsn, autocommit=True) as admin:
+                admin.execute(
+                    "select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory'"
+                )
+            with pytest.raises(StateLockedError, match="lost its state locks"):
+                store.advance_watermarks("api", {("python", "posts"): (5.0, "t3_a")}, "run-a")
+        assert store.read_watermarks("api") == {}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("dsn", "reason"),
+    [
+        ("postgresql://postgres:s3cret pw@127.0.0.1:5432/postgres", "malformed"),
+        ("host=127.0.0.1 password=s3cret dbname", "malformed"),
+        (
+            "postgresql://postgres:s3cret@127.0.0.1:5432/no_such_state_db",
+            'database "no_such_state_db" does not exist',
+        ),
+    ],
+)
+@pytest.mark.parametrize("opener", ["pooled", "direct"])
+def test_a_bad_state_dsn_fails_at_once_with_one_line_and_no_password(
+    dsn: str, reason: str, opener: str
+) -> None:
+    from tasks.db_pool import close_pools, open_pooled_state
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(psycopg.Error) as raised:  # StateUnavailableError is one
+            (open_pooled_state if opener == "pooled" else open_postgres_state)(dsn)
+    finally:
+        close_pools()
+    message = str(raised.value)
+    assert time.monotonic() - started < 5
+    assert reason in message
+    assert "s3cret" not in message and "\n" not in message
+    if "does not exist" in reason:
+        assert "127.0.0.1:5432/no_such_state_db as postgres" in message
