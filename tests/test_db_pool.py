@@ -19,16 +19,18 @@ def test_stores_opened_one_after_another_reuse_the_pools_connections(pg_dsn: str
                 assert len(store.recent_runs()) == i + 1
 
         # A returned connection is reset by the pool's worker thread, so a request right after
-        # a return may find none free and grow the pool once: two connections for ten stores.
-        stats = shared_pool(pg_dsn).get_stats()
+        # a return may find none free and grow the pool (on a loaded machine more than once):
+        # ten stores share at most the pool's max_size connections, never one each.
+        pool = shared_pool(pg_dsn)
+        stats = pool.get_stats()
         assert stats["requests_num"] == 10
-        assert stats["connections_num"] <= 2
+        assert stats["connections_num"] <= pool.max_size < 10
         with psycopg.connect(pg_dsn) as admin:
             others = admin.execute(
                 "select count(*) from pg_stat_activity "
                 "where datname = current_database() and pid <> pg_backend_pid()"
             ).fetchone()
-        assert others is not None and others[0] == stats["pool_size"] <= 2
+        assert others is not None and others[0] == stats["pool_size"] <= pool.max_size
     finally:
         close_pools()
 
