@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ignore the watermarks and re-read the whole window",
     )
+    parser.add_argument(
+        "--keep-partial-input",
+        action="store_true",
+        help="load what was read of a truncated or corrupt dump instead of failing the run",
+    )
     return parser
 
 
@@ -154,6 +159,7 @@ def parse_config(argv: list[str] | None = None) -> PipelineConfig:
         "since": args.since,
         "until": args.until,
         "full_refresh": args.full_refresh,
+        "keep_partial_input": args.keep_partial_input,
         "lake_dir": args.lake_dir,
         "warehouse_path": args.warehouse,
         "state_path": args.state,

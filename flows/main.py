@@ -33,7 +33,7 @@ from tasks.engines import Engines, build_engines, stop_glue_runs_hook
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
 from tasks.faults import crash_point
 from tasks.process import ProcessResult
-from tasks.stage import Window, stage_dump_task
+from tasks.stage import Window, damaged_input_error, stage_dump_task
 from tasks.state import (
     RunRecord,
     StateStore,
@@ -147,11 +147,18 @@ def _run_stages(
                     )
                 )
     log.info(
-        "Staged %d items (%d lines quarantined) into %s",
+        "Staged %d items (%d lines quarantined; values coerced to null: %s) into %s",
         summary.staged,
         summary.quarantined,
+        summary.coerced_text() or "none",
         engines.description["lake"],
     )
+    # A damaged dump fails the run here, after what was read is staged (the raw layer keeps
+    # it) and before model, load and commit: nothing of it loads, no watermark moves.
+    if damaged := damaged_input_error(summary.stages):
+        if not config.keep_partial_input:
+            raise damaged
+        log.warning("Damaged input, loading what was read: %s", "; ".join(summary.damaged))
     crash_point("after:stage")
 
     if summary.staged:

@@ -54,6 +54,11 @@ PROCESSED_PREFIX = "processed/reddit"
 TMP_PREFIX = "_glue_tmp/process"  # Spark's partitioned write, before each file is moved
 FULLNAME_PREFIX = {"posts": "t3_", "comments": "t1_"}
 RAW_SUFFIXES = (".ndjson.gz", ".ndjson")
+# tasks/settings.py's bounds of an epoch (the job runs on Glue without the project, so it
+# keeps a copy; tests/test_glue_script.py holds the two equal): a retrieval time outside them
+# is dropped and the day of a created_utc outside them is null, as in sql/process/.
+EARLIEST_EPOCH = 1117584000  # 2005-06-01T00:00:00Z
+LATEST_EPOCH = 4102444800  # 2100-01-01T00:00:00Z
 
 # The processed schema, in column order: (column, type). Types: string, bigint, double,
 # boolean; 'fullname' is `name` or prefix || id; retrieved_utc reads both of its spellings.
@@ -246,8 +251,8 @@ def column_sql(kind: str, texts: str = "`__texts`") -> list[str]:
             sql = boolean_sql(field)
         else:  # retrieved: newer dumps say retrieved_utc, older ones retrieved_on, API none
             sql = (
-                f"coalesce({double_sql('`f_retrieved_utc`')}, {double_sql('`f_retrieved_on`')}, "
-                f"{batch_retrieved_sql()})"
+                f"coalesce({bounded_sql(double_sql('`f_retrieved_utc`'))}, "
+                f"{bounded_sql(double_sql('`f_retrieved_on`'))}, {batch_retrieved_sql()})"
             )
         exprs.append(f"{sql} as `{column}`")
     return exprs
@@ -260,12 +265,17 @@ def batch_retrieved_sql() -> str:
     return f"cast(nullif({epoch}, '') as double)"
 
 
+def bounded_sql(number: str) -> str:
+    """`number` when it is an epoch within the bounds, else null (NaN and inf are outside)."""
+    return let(number, "e", f"if(e >= {EARLIEST_EPOCH} and e < {LATEST_EPOCH}, e, null)")
+
+
 def dt_sql() -> str:
-    """The UTC day of created_utc, independent of the session time zone."""
-    return (
-        f"cast(date_from_unix_date(cast(floor({double_sql('`f_created_utc`')} / 86400) as int)) "
-        "as string) as dt"
-    )
+    """The UTC day of created_utc, independent of the session time zone; null outside the
+    bounds (staging quarantines such lines, so the raw layer holds none)."""
+    day = "cast(date_from_unix_date(cast(floor(c / 86400) as int)) as string)"
+    created = bounded_sql(double_sql("`f_created_utc`"))
+    return f"{let(created, 'c', day)} as dt"
 
 
 def transform(lines: DataFrame, kind: str, keep: Sequence[str] = ()) -> DataFrame:

@@ -170,7 +170,7 @@ def run_checks(
     kinds_found: Iterable[str] | None = None,
     now: datetime | None = None,
     max_age_hours: float = 48.0,
-    future_tolerance: timedelta = timedelta(minutes=5),
+    future_tolerance: timedelta = timedelta(seconds=settings.MAX_FUTURE_SECONDS),
     datasets: Sequence[str] = DATASETS,
     contracts_dir: Path = CONTRACTS_DIR,
 ) -> CheckReport:

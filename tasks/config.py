@@ -85,6 +85,11 @@ class PipelineConfig(BaseModel):
     since: datetime | None = Field(None, description="Keep items created at or after (UTC).")
     until: datetime | None = Field(None, description="Keep items created before (UTC).")
     full_refresh: bool = Field(False, description="Ignore watermarks and re-read the whole window.")
+    keep_partial_input: bool = Field(
+        False,
+        description="Load what was read of a damaged dump (truncated or corrupt) instead of "
+        "failing the run; the damage is still reported.",
+    )
     overlap: timedelta = Field(
         timedelta(hours=1),
         description="Re-read this much before each watermark, for items that arrive late.",
@@ -191,6 +196,15 @@ class PipelineConfig(BaseModel):
                 )
             cleaned.append(bare.lower())
         return sorted(set(cleaned))
+
+    @field_validator("dump_paths")
+    @classmethod
+    def _dedupe_dump_paths(cls, paths: list[Path]) -> list[Path]:
+        # The same file given twice (in any spelling) would be staged twice, its counts doubled.
+        first: dict[Path, Path] = {}
+        for path in paths:
+            first.setdefault(path.resolve(), path)
+        return list(first.values())
 
     @field_validator("comment_tree_posts")
     @classmethod

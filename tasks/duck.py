@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 import uuid
 from pathlib import Path
@@ -37,8 +38,10 @@ def connect(
 
 
 def read_sql(relative: str) -> str:
-    """The text of a model or query under sql/."""
-    return (settings.SQL_DIR / relative).read_text()
+    """The text of a model or query under sql/, its {{NAME}} bounds filled in from
+    settings.SQL_BOUNDS (an unknown name is a KeyError: a typo never runs)."""
+    text = (settings.SQL_DIR / relative).read_text()
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: repr(settings.SQL_BOUNDS[m[1]]), text)
 
 
 def quote_literal(value: str) -> str:

@@ -11,7 +11,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,19 +29,33 @@ class DumpError(ValueError):
 
 
 @dataclass(frozen=True)
+class LongLine:
+    """A line longer than settings.MAX_LINE_BYTES: the reader kept only its number, its size
+    and its first bytes; in the chunk it reads as an empty line, so line numbers stay exact."""
+
+    line_no: int
+    size: int
+    head: bytes
+
+
+@dataclass(frozen=True)
 class LineChunk:
     """Whole lines of decompressed NDJSON; `first_line` is the 1-based number of the first.
     `data` may be the reader's own buffer (a bytearray): read it, never change it.
     `offsets`: 0, then the offset just past each line's '\n' (found by the reader, so in
-    its thread when it reads ahead)."""
+    its thread when it reads ahead). `long_lines`: lines of this chunk the reader left out
+    (too long to hold), blank in `data`."""
 
     data: bytes | bytearray
     first_line: int
     offsets: np.ndarray
+    long_lines: tuple[LongLine, ...] = ()
 
     @classmethod
-    def of(cls, data: bytes | bytearray, first_line: int) -> LineChunk:
-        return cls(data, first_line, line_offsets(data))
+    def of(
+        cls, data: bytes | bytearray, first_line: int, long_lines: tuple[LongLine, ...] = ()
+    ) -> LineChunk:
+        return cls(data, first_line, line_offsets(data), long_lines)
 
     @property
     def line_count(self) -> int:
@@ -60,9 +74,20 @@ def line_offsets(data: bytes | bytearray, step: int = 4 * 1024 * 1024) -> np.nda
 
 @dataclass
 class DumpTail:
-    """Set when a dump ends early (truncated download): the complete lines before it are kept."""
+    """Set when a dump ends early (a truncated download, damaged bytes): the complete lines
+    before the damage are kept; `error` names the damage and `offset` the compressed byte
+    where it was found."""
 
     error: str | None = None
+    offset: int | None = None
+
+
+class DumpDamage(Exception):
+    """Damaged zstd data at a byte offset of the compressed file."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
 
 
 def dump_kind(path: Path) -> str:
@@ -89,35 +114,64 @@ def check_dump(path: Path) -> None:
         raise DumpError(f"{path} is not a zstd file (expected a .zst dump)")
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def iter_line_chunks(
     path: Path,
     chunk_bytes: int = settings.CHUNK_BYTES,
     read_bytes: int = settings.READ_BYTES,
     on_progress: Callable[[int], None] | None = None,
     tail: DumpTail | None = None,
+    max_line_bytes: int = settings.MAX_LINE_BYTES,
 ) -> Iterator[LineChunk]:
     """Yield chunks of whole lines, each about `chunk_bytes` long; memory stays near that size.
 
-    `on_progress` receives compressed bytes consumed so far. A truncated or corrupt frame ends
-    the stream: the complete lines before it are yielded and `tail.error` says what happened.
+    `on_progress` receives compressed bytes consumed so far. A damaged frame ends the stream:
+    the complete lines before it are yielded and `tail` says what and where (without a tail,
+    DumpError). A line that grows past `max_line_bytes` is not kept: it becomes an empty
+    line of its chunk, listed in the chunk's `long_lines`. A UTF-8 byte order mark at the
+    start (some tools write one) is not part of the first record and is dropped.
     """
     pending = bytearray()
     next_line = 1
+    long_lines: list[LongLine] = []
+    skipping: LongLine | None = None  # the over-long line being read past
+    at_start = True
     with path.open("rb") as raw:
         pieces = _decompress(raw, read_bytes)
         while True:
             try:
                 piece = next(pieces, b"")
-            except zstandard.ZstdError as exc:
-                if tail is not None:
-                    tail.error = f"corrupt or truncated zstd data after byte {raw.tell()}: {exc}"
-                    break
-                raise DumpError(f"{path}: corrupt or truncated zstd data: {exc}") from exc
+            except DumpDamage as exc:
+                if tail is None:
+                    raise DumpError(f"{path}: {exc}") from exc
+                tail.error, tail.offset = str(exc), exc.offset
+                break
             if on_progress is not None:
                 on_progress(raw.tell())
             if not piece:
                 break
+            if skipping is not None:
+                end = bytes(piece).find(b"\n")
+                if end < 0:
+                    skipping = replace(skipping, size=skipping.size + len(piece))
+                    continue
+                long_lines.append(replace(skipping, size=skipping.size + end))
+                skipping = None
+                pending += b"\n"  # the long line, blank
+                piece = piece[end + 1 :]
             pending += piece
+            if at_start and len(pending) >= len(_BOM):
+                if pending.startswith(_BOM):
+                    del pending[: len(_BOM)]
+                at_start = False
+            line_start = pending.rfind(b"\n") + 1
+            if len(pending) - line_start > max_line_bytes:
+                line_no = next_line + pending.count(b"\n", 0, line_start)
+                head = bytes(pending[line_start : line_start + settings.QUARANTINE_HEAD_BYTES])
+                skipping = LongLine(line_no, len(pending) - line_start, head)
+                del pending[line_start:]
             if len(pending) >= chunk_bytes:
                 cut = pending.rfind(b"\n") + 1
                 if cut:
@@ -125,36 +179,70 @@ def iter_line_chunks(
                     # cut is copied, so a chunk never exists twice.
                     data, pending = pending, pending[cut:]
                     del data[cut:]
-                    chunk = LineChunk.of(data, next_line)
+                    chunk = _chunk(data, next_line, long_lines)
                     del data
                     next_line += chunk.line_count
                     yield chunk
                     del chunk  # the consumer holds the chunk; do not keep a second one alive
+    if skipping is not None:  # the dump ended (or broke off) inside the long line
+        long_lines.append(skipping)
+        pending += b"\n"
     if pending:
         if not pending.endswith(b"\n"):
             pending += b"\n"
-        yield LineChunk.of(pending, next_line)
+        yield _chunk(pending, next_line, long_lines)
         del pending
 
 
+def _chunk(data: bytearray, first_line: int, long_lines: list[LongLine]) -> LineChunk:
+    """A chunk with the long lines it holds, taken off `long_lines`."""
+    chunk = LineChunk.of(data, first_line)
+    last = first_line + chunk.line_count
+    mine = tuple(line for line in long_lines if line.line_no < last)
+    del long_lines[: len(mine)]
+    return replace(chunk, long_lines=mine) if mine else chunk
+
+
 def _decompress(raw: BinaryIO, read_bytes: int) -> Iterator[memoryview]:
-    """Decompressed pieces of at most `read_bytes`, frame after frame. zstandard's
-    stream_reader returns b"" at a truncated frame just as at a clean end; a decompressobj per
-    frame lets us tell the two apart and raise on truncation."""
+    """Decompressed pieces of at most `read_bytes`, frame after frame; DumpDamage with the
+    byte offset at damaged data or a frame cut short. zstandard's stream_reader returns b""
+    at a truncated frame just as at a clean end; a decompressobj per frame tells the two
+    apart. Compressed bytes go in settings.DECODE_BYTES at a time, so damage is located to
+    that piece and each decoded piece stays small."""
     decompressor = zstandard.ZstdDecompressor(max_window_size=settings.ZSTD_MAX_WINDOW_SIZE)
-    frame, in_frame = decompressor.decompressobj(), False
+    frame, frame_start, in_frame = decompressor.decompressobj(), 0, False
+    feed = min(read_bytes, settings.DECODE_BYTES)
+    consumed = 0  # compressed bytes handed to the decoder so far
     while block := raw.read(read_bytes):
-        while block:
-            in_frame = True
-            piece = memoryview(frame.decompress(block))
-            for start in range(0, len(piece), read_bytes):
-                yield piece[start : start + read_bytes]
-            if frame.eof:
-                block, frame, in_frame = frame.unused_data, decompressor.decompressobj(), False
-            else:
-                block = b""
+        view = memoryview(block)
+        for start in range(0, len(view), feed):
+            data = view[start : start + feed]
+            while data:
+                in_frame = True
+                try:
+                    piece = memoryview(frame.decompress(data))
+                except zstandard.ZstdError as exc:
+                    raise DumpDamage(
+                        f"damaged zstd data, found decoding bytes {consumed}-"
+                        f"{consumed + len(data)} (its frame starts at byte {frame_start}): {exc}",
+                        consumed,
+                    ) from exc
+                for at in range(0, len(piece), read_bytes):
+                    yield piece[at : at + read_bytes]
+                if frame.eof:
+                    unused = frame.unused_data
+                    consumed += len(data) - len(unused)
+                    frame_start = consumed
+                    data, frame, in_frame = unused, decompressor.decompressobj(), False
+                else:
+                    consumed += len(data)
+                    data = b""
     if in_frame:
-        raise zstandard.ZstdError("the input ends inside a zstd frame (truncated file)")
+        raise DumpDamage(
+            f"truncated: the file ends at byte {consumed} inside the zstd frame that starts "
+            f"at byte {frame_start} (an interrupted download?)",
+            consumed,
+        )
 
 
 def read_ahead(chunks: Iterator[LineChunk]) -> Iterator[LineChunk]:

@@ -57,8 +57,12 @@ def batch_retrieved_utc(batch_id: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def process_sql(kind: str) -> str:
-    return duck.read_sql(f"process/{kind}.sql")
+def process_sql(kind: str, coerced: bool = False) -> str:
+    """The kind's process model: the processed columns, then line_no. With `coerced`, also
+    the list of fields each line had of the wrong type (staging counts them); without it
+    DuckDB never computes that list."""
+    model = duck.read_sql(f"process/{kind}.sql")
+    return model if coerced else f"select * exclude (coerced) from ({model})"
 
 
 def empty_processed_sql(kind: str) -> str:

@@ -5,6 +5,7 @@ Kept lines go out byte for byte as they came in; only the codec wraps them.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -13,11 +14,49 @@ import zstandard
 from isal import igzip
 
 from tasks import settings
+from tasks.config import SUBREDDIT_PATTERN
 
 CODEC_SUFFIX = {"gzip": "ndjson.gz", "zstd": "ndjson.zst"}
 
+# The subreddit names a record may carry, and so the only ones a raw key holds: Reddit's rule
+# for community names (config.SUBREDDIT_PATTERN, the one the API source checks), a user
+# profile's "u_<username>" (usernames are 3-20 letters, digits, '_' or '-', so such names run
+# to 22 characters), and "reddit.com", the 2005-2011 default community whose name predates
+# the rule and fills the early dumps. Each is safe as a folder name on S3 and every local
+# disk (no '/', no '..', no glob character, at most 22 characters). Staging quarantines any
+# other name (sql/process/classify_lines.sql's valid_subreddit, made from this pattern).
+RECORD_SUBREDDIT_PATTERN = (
+    rf"^(?:{SUBREDDIT_PATTERN.strip('^$')}|u_[A-Za-z0-9_-]{{3,20}}|reddit\.com)$"
+)
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Batch ids are made from a dump's file name: only these characters are kept (see
+# safe_name), so an id is a safe file name and never a DuckDB glob.
+_BATCH_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class UnsafeKeyError(ValueError):
+    """A raw key part that is not safe on S3 and local disks (staging should have refused it)."""
+
+
+def safe_name(text: str) -> str:
+    """`text` with every character but letters, digits, '_' and '-' replaced by '_': a dump's
+    own name ('my dump [1]_comments') may hold glob characters, spaces or dots, and a batch id
+    ends at its first dot (tasks.process.batch_of)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
 
 def raw_key(kind: str, subreddit: str, dt: str, batch_id: str, codec: str) -> str:
+    """Where a (subreddit, day) of a batch lives. Every part is checked, whatever the data:
+    a record's subreddit becomes a folder, so '../..' would climb out of the lake, 'a/b' nest
+    a folder that rebuilds skip, '*' and '?' turn into DuckDB globs."""
+    if kind not in settings.KINDS:
+        raise UnsafeKeyError(f"unknown kind {kind!r}")
+    if not re.fullmatch(RECORD_SUBREDDIT_PATTERN, subreddit):
+        raise UnsafeKeyError(f"subreddit {subreddit!r} is not a valid name for a lake key")
+    if not _DAY.fullmatch(dt):
+        raise UnsafeKeyError(f"day {dt!r} is not YYYY-MM-DD")
+    if not _BATCH_ID.fullmatch(batch_id):
+        raise UnsafeKeyError(f"batch id {batch_id!r} holds characters unsafe in a lake key")
     return (
         f"{settings.RAW_PREFIX}/{kind}/subreddit={subreddit}/dt={dt}/"
         f"{batch_id}.{CODEC_SUFFIX[codec]}"

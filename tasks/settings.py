@@ -17,6 +17,36 @@ ZSTD_MAX_WINDOW_SIZE = 2**31
 # not by the size of the dump.
 CHUNK_BYTES = 64 * 1024 * 1024
 READ_BYTES = 4 * 1024 * 1024
+# Compressed bytes handed to the zstd decoder at a time: what a damaged dump is located to
+# (the error names the piece's first byte), and what bounds each decoded piece (real dumps
+# decode ~8-10x: ~2.5 MB).
+DECODE_BYTES = 256 * 1024
+
+# The bounds of a usable value, in this one place. Staging's line classification
+# (sql/process/classify_lines.sql), the process models (sql/process/{kind}.sql) and the staging
+# models (sql/staging/) read them as {{NAME}} (duck.read_sql fills them in from SQL_BOUNDS);
+# the Glue job keeps a copy that tests/test_glue_script.py holds equal; the contracts'
+# future-time checks get MAX_FUTURE_SECONDS through tasks.check.
+# Reddit opened in June 2005: no item, edit or retrieval is older.
+EARLIEST_EPOCH = 1117584000  # 2005-06-01T00:00:00Z
+# Past 2100 an epoch is a broken field, not a date. DuckDB's to_timestamp raises beyond
+# ~9.2e12 s (and on NaN and inf): every to_timestamp is guarded by this range first.
+LATEST_EPOCH = 4102444800  # 2100-01-01T00:00:00Z
+# How far ahead of this machine's clock an item's created_utc may be (clock skew): staging
+# quarantines what is further ahead, and the contracts fail what is further ahead of their
+# own, later, now, so whatever staging keeps passes the gate.
+MAX_FUTURE_SECONDS = 300
+# The longest dump line staging hands to DuckDB's JSON parser. Reddit caps a selftext at
+# 40,000 characters (~240 KB even with every character \u-escaped); real lines are ~1-100 KB.
+# A longer line is quarantined unread, without ever being held whole in memory.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+# How much of such a line the quarantine keeps (its size is in the reason).
+QUARANTINE_HEAD_BYTES = 64 * 1024
+SQL_BOUNDS = {
+    "EARLIEST_EPOCH": EARLIEST_EPOCH,
+    "LATEST_EPOCH": LATEST_EPOCH,
+    "MAX_FUTURE_SECONDS": MAX_FUTURE_SECONDS,
+}
 # DuckDB's buffer pool in the steps that move whole dumps (stage, process, model); beyond it
 # DuckDB spills to a temporary directory. With the interpreter (~150 MiB), the zstd window, a
 # stage chunk and its Arrow copy, a step peaks at ~700-900 MiB whatever the size of the input.
@@ -57,3 +87,6 @@ STATE_SCHEMA = "reddit_state"
 
 KINDS = ("posts", "comments")
 FULLNAME_PREFIX = {"posts": "t3_", "comments": "t1_"}
+# A field every record of the kind has and the other kind lacks (Reddit requires a post's
+# title; every comment has its post's link_id): how staging tells a misnamed dump.
+KIND_HALLMARK = {"posts": "title", "comments": "link_id"}

@@ -42,8 +42,32 @@ from tasks.process import (
     publish_partitions,
 )
 from tasks.progress import file_progress
-from tasks.raw import RawBodies, compress, raw_key
+from tasks.raw import RECORD_SUBREDDIT_PATTERN, RawBodies, compress, raw_key, safe_name
 from tasks.state import newer_mark
+
+# How many lines of a dump's start _check_kind looks at.
+KIND_SAMPLE_LINES = 1000
+
+
+class WrongKindError(ValueError):
+    """A dump whose records are of the other kind than its name says."""
+
+
+class DamagedInputError(RuntimeError):
+    """One input or more were damaged (truncated, corrupt): what was read is staged, but the
+    run must not load part of a dump as if it were the whole."""
+
+
+def damaged_input_error(stages: Iterable[StageResult]) -> DamagedInputError | None:
+    """The error for the damaged inputs among `stages`, one line naming each file and where
+    its damage is; None when every input was read whole."""
+    damage = [error for stage in stages for error in stage.errors]
+    if not damage:
+        return None
+    return DamagedInputError(
+        "damaged input: " + "; ".join(damage) + ". Nothing was loaded and no watermark moved; "
+        "fetch the file again, or rerun with --keep-partial-input to load what was read"
+    )
 
 
 @dataclass(frozen=True)
@@ -85,6 +109,11 @@ class StageResult:
     batch_ids: list[str] = field(default_factory=list)
     newest: dict[str, tuple[float, str]] = field(default_factory=dict)
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    # Values of staged items that became null for being of the wrong type or out of bounds
+    # (a string score, an edited of 1e20), per field; the item itself is kept.
+    coerced: Counter[str] = field(default_factory=Counter)
+    # Damage to the input itself (a truncated or corrupt dump), "file: what, where": the run
+    # fails on it unless told to keep what was read (flows.main, damaged_input_error).
     errors: list[str] = field(default_factory=list)
     # What staging wrote to processed/ when it processed as it went (the DuckDB engine).
     processed: ProcessResult = field(init=False)
@@ -97,7 +126,7 @@ def batch_id_for(path: Path, window: Window, chunk_index: int, source: str = "du
     """The same input and window always give the same batch id, so reruns overwrite. The id
     starts with the source ('dump', 'sample', 'api'): a rebuild from the lake alone can tell
     which watermarks a batch belongs to."""
-    stem = path.name.removesuffix(".zst")
+    stem = safe_name(path.name.removesuffix(".zst"))
     identity = f"{path.name}|{path.stat().st_size}|{window.digest()}"
     digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
     return f"{source}-{stem}-{digest}-{chunk_index:04d}"
@@ -116,22 +145,43 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _sanitize(chunk: LineChunk) -> tuple[bytes | bytearray, list[tuple[int, str, str]]]:
+LONG_LINE = f"line longer than {settings.MAX_LINE_BYTES} bytes"
+
+
+def _long_line_text(line: bytes) -> str:
+    """What the quarantine keeps of an over-long line: its first bytes (the size is kept
+    beside them)."""
+    return line[: settings.QUARANTINE_HEAD_BYTES].decode("utf-8", "backslashreplace")
+
+
+def _sanitize(
+    chunk: LineChunk,
+) -> tuple[bytes | bytearray, list[tuple[int, str, str]], dict[int, int]]:
     """Lines become Arrow strings, which must be valid UTF-8, and a CRLF line end is cut to
     LF; a line with invalid UTF-8 or a bare CR (which no JSON encoder writes) is quarantined
-    here and blanked so line numbers stay exact. Fast path: a memchr scan and a SIMD check."""
+    here and blanked so line numbers stay exact, and so is a line longer than
+    settings.MAX_LINE_BYTES, which never reaches DuckDB's JSON parser (a 50 MB line made it
+    run out of memory with nothing staged). The reader already blanked the lines too long to
+    hold (chunk.long_lines). Fast path: a memchr scan, a SIMD check and one subtraction.
+    Also returns the sizes of the long lines, by line number."""
     data = chunk.data
-    if b"\r" not in data and _is_utf8(data):
-        return data, []
+    rejected = [(long.line_no, LONG_LINE, _long_line_text(long.head)) for long in chunk.long_lines]
+    sizes = {long.line_no: long.size for long in chunk.long_lines}
+    too_long = bool(np.any(np.diff(chunk.offsets) > settings.MAX_LINE_BYTES + 1))
+    if not too_long and b"\r" not in data and _is_utf8(data):
+        return data, rejected, sizes
     out: list[bytes] = []
-    rejected: list[tuple[int, str, str]] = []
     for offset, line in enumerate(data.split(b"\n")[:-1]):
         line = line.removesuffix(b"\r")
         reason = None
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            reason, text = "invalid UTF-8", line.decode("utf-8", "backslashreplace")
+        if len(line) > settings.MAX_LINE_BYTES:
+            reason, text = LONG_LINE, _long_line_text(line)
+            sizes[chunk.first_line + offset] = len(line)
+        else:
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                reason, text = "invalid UTF-8", line.decode("utf-8", "backslashreplace")
         if reason is None and "\r" in text:
             reason = "control character outside a JSON string"
         if reason:
@@ -139,7 +189,7 @@ def _sanitize(chunk: LineChunk) -> tuple[bytes | bytearray, list[tuple[int, str,
             out.append(b"")
         else:
             out.append(line)
-    return b"\n".join(out) + b"\n", rejected
+    return b"\n".join(out) + b"\n", rejected, sizes
 
 
 def _filter_sql(window: Window) -> str:
@@ -214,9 +264,10 @@ class ChunkStager:
         window: Window,
         codec: str,
         process: bool = False,
+        check_kind: bool = False,
     ) -> None:
         self.lake, self.kind, self.window, self.codec = lake, kind, window, codec
-        self.process = process
+        self.process, self.check_kind = process, check_kind
         self.scratch = tempfile.TemporaryDirectory(prefix="reddit-stage-")
         self.tmp_dir = Path(self.scratch.name)
         self.result = StageResult(kind=kind, source_file=source_file)
@@ -226,8 +277,13 @@ class ChunkStager:
             self.con.executemany(
                 "insert into stage_bounds values (lower(?), ?)", list(window.lower_bounds)
             )
+        self.con.execute(
+            "create temp macro valid_subreddit(name) as regexp_full_match(name, "
+            f"{duck.quote_literal(RECORD_SUBREDDIT_PATTERN)})"
+        )
         self.classify_sql = (
-            f"with processed as ({process_sql(kind)}) {duck.read_sql('process/classify_lines.sql')}"
+            f"with processed as ({process_sql(kind, coerced=True)}) "
+            f"{duck.read_sql('process/classify_lines.sql')}"
         )
         self.unparsed_sql = duck.read_sql("process/unparsed_reason.sql")
         self.filter_sql = _filter_sql(window)
@@ -235,7 +291,7 @@ class ChunkStager:
         self.pool = ThreadPoolExecutor(max_workers=2)
 
     def stage(self, chunk: LineChunk, batch_id: str) -> None:
-        data, rejected = _sanitize(chunk)
+        data, rejected, sizes = _sanitize(chunk)
         # _sanitize returns the chunk's own bytes unless it had to blank or cut lines.
         offsets = chunk.offsets if data is chunk.data else line_offsets(data)
         lines = ChunkLines(data, chunk.first_line, offsets)
@@ -247,12 +303,16 @@ class ChunkStager:
             f"cast({retrieved or 'null'} as double) as batch_retrieved_utc from chunk_lines"
         )
         self.con.execute(f"create or replace temp table classified as {self.classify_sql}")
+        if self.check_kind:
+            self._check_kind()
+            self.check_kind = False  # a dump holds one kind: its first lines tell
         self.con.unregister("chunk_lines")
 
         res = self.result
         res.lines += chunk.line_count
         res.batch_ids.append(batch_id)
-        self._quarantine(batch_id, lines, rejected)
+        self._quarantine(batch_id, lines, rejected, sizes)
+        self._count_coerced()
         raw_jobs = self._compress_raw(batch_id, lines)
         del lines
         if self.process:
@@ -265,8 +325,48 @@ class ChunkStager:
         self.con.execute("drop table classified")
         faults.crash_point("stage:chunk")
 
+    def _check_kind(self) -> None:
+        """Fail a dump whose records are of the other kind (a comments dump named RS_...):
+        staged as posts they would load as posts without titles. Every post has a title and
+        every comment a link_id: the first lines of the dump having the other kind's field
+        and not their own is the sign. Read from the first chunk's first lines only."""
+        own = settings.KIND_HALLMARK[self.kind]
+        other_kind = next(k for k in settings.KINDS if k != self.kind)
+        other = settings.KIND_HALLMARK[other_kind]
+        sampled, foreign = self.con.execute(
+            f"""
+            select
+                count(*),
+                count(*) filter (
+                    where try(json_exists(raw, '$.{other}'))
+                        and not try(json_exists(raw, '$.{own}'))
+                )
+            from (select raw from raw_lines limit {KIND_SAMPLE_LINES})
+            """
+        ).fetchall()[0]
+        if foreign * 2 > sampled:
+            right = "RC_YYYY-MM.zst or <subreddit>_comments.zst"
+            if other_kind == "posts":
+                right = "RS_YYYY-MM.zst or <subreddit>_submissions.zst"
+            raise WrongKindError(
+                f"{self.result.source_file}: its name says {self.kind}, but {foreign} of its "
+                f"first {sampled} lines have a {other!r} and no {own!r}: they are "
+                f"{other_kind}. Rename the file ({right}); nothing of it was staged"
+            )
+
+    def _count_coerced(self) -> None:
+        found = self.con.execute(
+            f"select field, count(*) from (select unnest(coerced) as field from classified "
+            f"where {self.filter_sql}) group by field"
+        ).fetchall()
+        self.result.coerced.update(dict(found))
+
     def _quarantine(
-        self, batch_id: str, lines: ChunkLines, rejected: list[tuple[int, str, str]]
+        self,
+        batch_id: str,
+        lines: ChunkLines,
+        rejected: list[tuple[int, str, str]],
+        sizes: dict[int, int],
     ) -> None:
         found = self.con.execute(
             "select line_no, reason from classified where reason is not null"
@@ -295,7 +395,9 @@ class ChunkStager:
         rows.sort()
         entries = [
             json.dumps(
-                {"file": self.result.source_file, "line": line, "reason": reason, "raw": raw},
+                {"file": self.result.source_file, "line": line, "reason": reason, "raw": raw}
+                # An over-long line keeps only its head in `raw`: its size says how much more.
+                | ({"bytes": sizes[line]} if line in sizes else {}),
                 ensure_ascii=False,
             )
             for line, reason, raw in rows
@@ -361,7 +463,7 @@ class ChunkStager:
         files process_batches would write from this batch's raw files."""
         out = self.tmp_dir / batch_id
         query = (
-            "select * exclude (line_no, subreddit_key, reason) "
+            "select * exclude (line_no, subreddit_key, reason, coerced) "
             f"from classified where {self.filter_sql}"
         )
         written = self.con.execute(copy_partitioned_sql(query, out)).fetchone()
@@ -392,7 +494,7 @@ def stage_dump(
     memory whatever the dump's size."""
     kind = dump_kind(path)
     tail = DumpTail()
-    with ChunkStager(lake, kind, path.name, window, codec, process) as stager:
+    with ChunkStager(lake, kind, path.name, window, codec, process, check_kind=True) as stager:
         reader = read_ahead(
             iter_line_chunks(
                 path,

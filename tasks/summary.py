@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tasks.load import LoadResult
@@ -43,6 +44,22 @@ class RunSummary:
     @property
     def raw_bytes(self) -> int:
         return sum(s.raw_bytes for s in self.stages)
+
+    @property
+    def damaged(self) -> list[str]:
+        """Damaged inputs, "file: what, where" (the run failed on them, or kept what was read)."""
+        return [e for s in self.stages for e in s.errors]
+
+    def coerced(self) -> dict[str, int]:
+        """Values of staged items that became null (wrong type, out of bounds), per
+        "kind.field"."""
+        totals: Counter[str] = Counter()
+        for stage in self.stages:
+            totals.update({f"{stage.kind}.{name}": n for name, n in stage.coerced.items()})
+        return dict(sorted(totals.items()))
+
+    def coerced_text(self) -> str:
+        return ", ".join(f"{name} {n}" for name, n in self.coerced().items())
 
     def truncated(self) -> dict[str, dict[str, int]]:
         """Text values cut to fit the warehouse, per table and column (Redshift only)."""
@@ -107,7 +124,8 @@ class RunSummary:
             "loaded_new": dict(self.load.inserted_totals()) if self.load else {},
             "loaded_updated": dict(self.load.updated_totals()) if self.load else {},
             "truncated": self.truncated(),
-            "errors": [e for s in self.stages for e in s.errors],
+            "errors": self.damaged,
+            "coerced": self.coerced(),
             "listing_gaps": list(self.listing_gaps),
         }
 
@@ -137,6 +155,11 @@ class RunSummary:
                 f"| {g['may_miss_until']} |"
                 for g in self.listing_gaps
             ]
+        if self.coerced():
+            lines += ["", "| value coerced to null (wrong type, out of bounds) | values |"]
+            lines += ["|---|---:|", *(f"| {k} | {n} |" for k, n in self.coerced().items())]
+        if self.damaged:
+            lines += ["", *(f"- **damaged input**: {damage}" for damage in self.damaged)]
         truncated = self.truncated()
         if truncated:
             lines += ["", "| text cut to fit the warehouse | values |", "|---|---:|"]
@@ -153,5 +176,11 @@ class RunSummary:
         console.print(self.table())
         timings = ", ".join(f"{k} {v:.2f}s" for k, v in self.durations.items())
         console.print(f"stages: {timings}")
+        if self.coerced():
+            console.print(
+                f"values coerced to null (wrong type, out of bounds): {self.coerced_text()}"
+            )
+        for damage in self.damaged:
+            console.print(f"[bold red]damaged input[/] (what was read is loaded): {escape(damage)}")
         for message in self.messages:
             console.print(message)

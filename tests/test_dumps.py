@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from tasks import settings
 from tasks.dumps import (
     DumpError,
     DumpTail,
@@ -168,9 +169,12 @@ def test_corrupt_frame_keeps_lines_before_it_and_sets_tail_error(tmp_path: Path)
 
     _, joined = read_all(path, chunk_bytes=1024, read_bytes=512, tail=tail)
 
-    assert tail.error is not None and "corrupt or truncated" in tail.error
+    assert tail.error is not None and "damaged zstd data" in tail.error
+    # Where: the second frame starts right after the first; the damage is found past it.
+    assert f"its frame starts at byte {len(good)}" in tail.error
+    assert tail.offset is not None and len(good) <= tail.offset < path.stat().st_size
     assert joined.startswith(first)
-    with pytest.raises(DumpError, match="corrupt or truncated"):
+    with pytest.raises(DumpError, match="damaged zstd data"):
         read_all(path, chunk_bytes=1024, read_bytes=512)
 
 
@@ -258,7 +262,8 @@ def test_read_ahead_raises_the_readers_error_after_the_chunks_before_it(tmp_path
     # A whole frame, then a truncated one: the first frame's chunks come out, then the error.
     path.write_bytes(compressor.compress(data) + compressor.compress(data)[:-200])
     seen = []
-    with pytest.raises(DumpError, match="corrupt or truncated"):
+    size = path.stat().st_size
+    with pytest.raises(DumpError, match=f"truncated: the file ends at byte {size} inside"):
         for chunk in read_ahead(iter_line_chunks(path, chunk_bytes=4096, read_bytes=1024)):
             seen.append(chunk.first_line)
     assert seen and seen[0] == 1
@@ -273,3 +278,30 @@ def test_read_ahead_stops_its_reader_when_the_consumer_stops(tmp_path: Path) -> 
     assert first.first_line == 1
     chunks.close()  # joins the reader
     assert threading.active_count() == before
+
+
+def test_a_byte_order_mark_at_the_start_is_not_part_of_the_first_line(tmp_path: Path) -> None:
+    data = b'{"id":"a1"}\n{"id":"a2"}\n'
+    path = write_zst(tmp_path / "RS_2024-03.zst", b"\xef\xbb\xbf" + data)
+    _, joined = read_all(path, read_bytes=2)  # the mark split across reads
+    assert joined == data
+
+
+def test_a_line_longer_than_the_limit_is_left_out_blank_without_being_held(
+    tmp_path: Path,
+) -> None:
+    long_line = b'{"id":"big","body":"' + b"x" * 300_000 + b'"}'
+    lines = [b'{"id":"a1"}', long_line, b'{"id":"a2"}', b'{"id":"a3"}']
+    path = write_zst(tmp_path / "RC_2024-03.zst", b"\n".join(lines) + b"\n")
+
+    chunks = list(
+        iter_line_chunks(path, chunk_bytes=64 * 1024, read_bytes=4096, max_line_bytes=20_000)
+    )
+
+    joined = b"".join(chunk.data for chunk in chunks)
+    assert joined == b'{"id":"a1"}\n\n{"id":"a2"}\n{"id":"a3"}\n'
+    [long] = [line for chunk in chunks for line in chunk.long_lines]
+    assert (long.line_no, long.size) == (2, len(long_line))
+    assert long_line.startswith(long.head) and 0 < len(long.head) <= settings.QUARANTINE_HEAD_BYTES
+    # Bounded: no chunk ever held more than the limit plus one read of the long line.
+    assert max(len(chunk.data) for chunk in chunks) < 64 * 1024 + 20_000 + 4096

@@ -166,7 +166,19 @@ DRIFT_LINES = [
     '{"id":"a6","created_utc":1709251200,"edited":1709312345,"score":-0.5,"num_comments":1.5,'
     '"upvote_ratio":"1e","distinguished":1.2345e30,"removed_by_category":2.5e15}',
     '{"id":"a7","created_utc":-86400.5,"edited":0.0,"score":-9.3e18}',
+    # Beyond tasks/settings.py's bounds: retrieval times dropped, no day for such a created_utc.
+    '{"id":"a8","created_utc":"nan","retrieved_utc":1e20,"retrieved_on":1709300000}',
+    '{"id":"a9","created_utc":1e20,"edited":1e20,"retrieved_utc":"inf","retrieved_on":"-inf"}',
+    '{"id":"a10","created_utc":"Infinity","retrieved_utc":4102444800,"retrieved_on":1117583999}',
+    '{"id":"a11","created_utc":4102444799.5,"retrieved_utc":1117584000,"score":"1e20"}',
 ]
+
+
+def test_the_scripts_bounds_are_the_settings_bounds() -> None:
+    assert (job.EARLIEST_EPOCH, job.LATEST_EPOCH) == (
+        settings.EARLIEST_EPOCH,
+        settings.LATEST_EPOCH,
+    )
 
 
 def duckdb_rows(lines: list[str], batch_id: str) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -19,6 +19,7 @@ from helpers import warehouse_checksums, watermarks, write_dump
 
 import tasks.engines
 from flows.main import reddit_pipeline
+from tasks import settings
 from tasks.check import ARTIFACT_KEY, QUALITY_FAILED_EVENT, QualityGateFailed
 from tasks.config import PipelineConfig
 from tasks.lake import Lake
@@ -93,7 +94,7 @@ def _quality_failed_event(run_id: str, dataset: str, timeout: float = 30) -> Any
 
 
 def test_error_level_failure_stops_the_load_and_keeps_the_watermarks(
-    prefect_api: str, paths: dict[str, Path], tmp_path: Path
+    prefect_api: str, paths: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = time.time()
     good = write_dump(
@@ -129,7 +130,9 @@ def test_error_level_failure_stops_the_load_and_keeps_the_watermarks(
         "figure": 0,
     } in rows
 
-    # An hour in the future: past staging's sanity bound (a day), caught by the contract.
+    # An hour in the future, staged as a version with a looser bound than the contract's
+    # (staging and the contracts now share settings.MAX_FUTURE_SECONDS): caught by the contract.
+    monkeypatch.setitem(settings.SQL_BOUNDS, "MAX_FUTURE_SECONDS", 86400)
     bad = write_dump(
         tmp_path / "b" / "python_submissions.zst",
         [_post(i, now - 7200 + i) for i in range(5)] + [_post(99, now + 3600)],

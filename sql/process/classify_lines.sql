@@ -2,6 +2,8 @@
 -- kind's process model (posts.sql or comments.sql) over the chunk's lines, so each line's JSON
 -- is parsed once, for staging and processing alike. Lines whose JSON gave no id are marked
 -- 'unparsed' here; unparsed_reason.sql then names what is wrong with them (they are rare).
+-- The bounds are tasks/settings.py's; valid_subreddit is a macro staging makes from
+-- tasks/raw.py's RECORD_SUBREDDIT_PATTERN (a name becomes a lake key's folder).
 select
     processed.*,
     lower(subreddit) as subreddit_key,
@@ -10,9 +12,11 @@ select
         when trim(id) = '' then 'missing id'
         when created_utc is null or isnan(created_utc) or isinf(created_utc)
             then 'unusable created_utc'
-        -- Reddit opened in June 2005; a later date than tomorrow is a broken clock or field.
-        when created_utc < 1117584000 or created_utc > epoch(now()) + 86400
+        when created_utc < {{EARLIEST_EPOCH}} or created_utc >= {{LATEST_EPOCH}}
             then 'created_utc out of range'
+        when created_utc > epoch(now()) + {{MAX_FUTURE_SECONDS}}
+            then 'created_utc in the future'
         when coalesce(subreddit, '') = '' then 'missing subreddit'
+        when not valid_subreddit(subreddit) then 'invalid subreddit name'
     end as reason
 from processed
