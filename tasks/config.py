@@ -306,19 +306,10 @@ class PipelineConfig(BaseModel):
     @model_validator(mode="after")
     def _check_paths_in_allowed_roots(self) -> PipelineConfig:
         # Only paths a caller set: the defaults are the project's own .local folder.
-        roots = allowed_roots()
-        if roots is None:
-            return self
         for name in sorted(self.model_fields_set & set(PATH_FIELDS)):
             value = getattr(self, name)
             for path in value if isinstance(value, list) else [value]:
-                if not any(path.resolve().is_relative_to(root) for root in roots):
-                    raise ValueError(
-                        f"{name} {str(path)!r} is outside the folders this worker allows "
-                        f"({', '.join(map(str, roots))}, from {ALLOWED_ROOTS_ENV}): use a path "
-                        f"under one of them, or add its folder to {ALLOWED_ROOTS_ENV} in the "
-                        "deployment's job variables"
-                    )
+                check_allowed_path(name, path)
         return self
 
     def with_overrides(self, overrides: ConfigOverrides | None) -> PipelineConfig:
@@ -349,6 +340,19 @@ def allowed_roots(env: Mapping[str, str] = os.environ) -> list[Path] | None:
         for part in value.split(os.pathsep)
         if part.strip()
     ]
+
+
+def check_allowed_path(name: str, path: Path, env: Mapping[str, str] = os.environ) -> None:
+    """Refuse a path (a parameter called `name`) outside the roots of ALLOWED_ROOTS_ENV,
+    links and '..' resolved first; with no roots set, every path is allowed."""
+    roots = allowed_roots(env)
+    if roots is None or any(path.resolve().is_relative_to(root) for root in roots):
+        return
+    raise ValueError(
+        f"{name} {str(path)!r} is outside the folders this worker allows "
+        f"({', '.join(map(str, roots))}, from {ALLOWED_ROOTS_ENV}): use a path under one of "
+        f"them, or add its folder to {ALLOWED_ROOTS_ENV} in the deployment's job variables"
+    )
 
 
 def _overrides_schema(schema: dict[str, Any]) -> None:

@@ -201,3 +201,20 @@ def test_the_default_paths_are_allowed_and_no_roots_means_no_restriction(
     assert PipelineConfig(source="sample").lake_dir == settings.DEFAULT_LAKE_DIR
     monkeypatch.delenv(ALLOWED_ROOTS_ENV)
     assert PipelineConfig(lake_dir=tmp_path / "anywhere").lake_dir == tmp_path / "anywhere"
+
+
+def test_maintenance_deletes_nothing_outside_the_allowed_roots(roots: Path, tmp_path: Path) -> None:
+    """The maintenance deployment prunes `lake_dir`'s quarantine: a parameter pointing it
+    elsewhere is refused before any file is touched."""
+    from flows.maintenance import reddit_maintenance
+
+    elsewhere = tmp_path / "elsewhere"
+    old = elsewhere / settings.QUARANTINE_PREFIX / "old.ndjson"
+    old.parent.mkdir(parents=True)
+    old.write_text("{}\n")
+    os.utime(old, (0, 0))
+    with pytest.raises(ValueError, match=f"lake_dir '{elsewhere}' is outside"):
+        reddit_maintenance.fn(
+            warehouse_path=roots / "w.duckdb", state_path=roots / "s.duckdb", lake_dir=elsewhere
+        )
+    assert old.exists()
