@@ -27,7 +27,7 @@ from tasks.check import (
     publish_check_results,
     record_check_results,
 )
-from tasks.config import PipelineConfig
+from tasks.config import EMPTY_OVERRIDES, ConfigOverrides, PipelineConfig
 from tasks.dumps import check_dump, dump_kind
 from tasks.engines import Engines, build_engines, stop_glue_runs_hook
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
@@ -51,15 +51,21 @@ from tasks.summary import RunSummary
     on_cancellation=[stop_glue_runs_hook],
     on_crashed=[stop_glue_runs_hook],
 )
-def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
+def reddit_pipeline(
+    config: PipelineConfig | None = None, overrides: ConfigOverrides = EMPTY_OVERRIDES
+) -> RunSummary:
     """Extract Reddit items, stage them raw, process, model, load into the warehouse, and
     advance the watermarks only once the load has committed.
 
     Args:
         config: What to read (source, subreddits, window) and where to write it (lake,
             warehouse, state); every field is described below. Empty: the bundled sample.
+            A run given `config` replaces the deployment's whole config.
+        overrides: Config fields to change for this run only, e.g. {"subreddits":
+            ["rust"]}; every other field keeps the deployment's config (its credentials
+            block, rate limit, refresh).
     """
-    config = config or PipelineConfig()
+    config = (config or PipelineConfig()).with_overrides(overrides)
     log = get_run_logger()
     source = resolve_source(config)
     log.info("Source: %s", source.reason)

@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger, task
 from pydantic import Field
 
 from tasks import settings
+from tasks.config import check_allowed_path
 
 
 @task(name="checkpoint-duckdb", retries=3, retry_delay_seconds=120)
@@ -68,6 +69,10 @@ def reddit_maintenance(
         lake_dir: Local lake folder whose quarantine files are pruned.
         quarantine_days: Keep quarantine files this many days.
     """
+    # The files it rewrites and deletes are parameters: confined like a pipeline run's paths.
+    paths = {"warehouse_path": warehouse_path, "state_path": state_path, "lake_dir": lake_dir}
+    for name, path in paths.items():
+        check_allowed_path(name, path)
     log = get_run_logger()
     result = {
         "warehouse_bytes_reclaimed": checkpoint_duckdb(warehouse_path),

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializerFunctionWrapHandler,
+    create_model,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
 from tasks import settings
 
@@ -21,6 +35,13 @@ CheckEngineName = Literal["auto", "duckdb", "athena", "postgres", "redshift"]
 
 # Reddit's rule for subreddit names: 3 to 21 letters, digits or underscores
 # (a few historic names are 2 characters long, e.g. r/de, r/tr).
+# Folders (separated by os.pathsep; relative ones are under the project folder) that a run's
+# lake_dir, warehouse_path, state_path and dump_paths must lie in. prefect.yaml sets it in the
+# production deployments' job variables: without it a run's parameters could point the
+# DuckDB files and the lake at any path the worker may write.
+ALLOWED_ROOTS_ENV = "REDDIT_PIPELINE_ALLOWED_ROOTS"
+PATH_FIELDS = ("lake_dir", "warehouse_path", "state_path", "dump_paths")
+
 SUBREDDIT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_]{1,20}$"
 # The same rule in the JSON schema, so the Prefect server rejects a bad name before a run
 # starts; it admits the "r/" prefix and spaces the validator strips.
@@ -28,6 +49,13 @@ SUBREDDIT_INPUT_PATTERN = r"^\s*/?(r/)?[A-Za-z0-9][A-Za-z0-9_]{1,20}\s*$"
 # A post id as Reddit shows it (base36), bare or as a t3_ fullname.
 POST_ID_PATTERN = r"^(t3_)?[0-9a-z]{1,13}$"
 POST_ID_INPUT_PATTERN = r"^\s*(t3_)?[0-9A-Za-z]{1,13}\s*$"
+# Pydantic keeps a timedelta's ge/gt/le out of the JSON schema (it has no way to write them for
+# a duration string), so the Prefect server would take "-P1D" for `overlap`. These patterns
+# carry the sign rule into the schema: no '-' anywhere is >= 0, and at least one non-zero
+# digit besides is > 0, in every form pydantic parses ("P1D", "PT20M", "01:00:00"). The
+# upper bounds are checked by pydantic when the run starts.
+NOT_NEGATIVE = {"pattern": r"^[^-]*$"}
+POSITIVE = {"pattern": r"^[^-]*[1-9][^-]*$"}
 
 
 class PipelineConfig(BaseModel):
@@ -51,8 +79,11 @@ class PipelineConfig(BaseModel):
     )
     refresh_max_age: timedelta = Field(
         timedelta(days=3),
+        ge=timedelta(0),
+        le=timedelta(days=30),
+        json_schema_extra=NOT_NEGATIVE,
         description="API source: re-read posts younger than this through /api/info (scores, "
-        "comment counts and removals keep changing). Zero turns the refresh off.",
+        "comment counts and removals keep changing). Zero turns the refresh off; at most 30 days.",
     )
     dump_paths: list[Path] = Field(
         default_factory=list,
@@ -73,8 +104,10 @@ class PipelineConfig(BaseModel):
     reddit_rate_limit_wait: timedelta = Field(
         timedelta(minutes=5),
         gt=timedelta(0),
+        le=timedelta(hours=1),
+        json_schema_extra=POSITIVE,
         description="Longest wait for one slot of reddit_rate_limit before the run fails "
-        "(other workers hold the slots).",
+        "(other workers hold the slots); at most 1 hour.",
     )
     comment_tree_posts: list[str] = Field(
         default_factory=list,
@@ -92,10 +125,17 @@ class PipelineConfig(BaseModel):
     )
     overlap: timedelta = Field(
         timedelta(hours=1),
-        description="Re-read this much before each watermark, for items that arrive late.",
+        ge=timedelta(0),
+        le=timedelta(days=7),
+        json_schema_extra=NOT_NEGATIVE,
+        description="Re-read this much before each watermark, for items that arrive late "
+        "(0 to 7 days).",
     )
     freshness_max_age: timedelta = Field(
         timedelta(hours=48),
+        gt=timedelta(0),
+        le=timedelta(days=365),
+        json_schema_extra=POSITIVE,
         description="Quality warning when the newest item is older than this.",
     )
     lake_dir: Path = Field(settings.DEFAULT_LAKE_DIR, description="Local lake folder.")
@@ -111,8 +151,10 @@ class PipelineConfig(BaseModel):
     state_lock_wait: timedelta = Field(
         timedelta(seconds=60),
         ge=timedelta(0),
+        le=timedelta(hours=1),
+        json_schema_extra=NOT_NEGATIVE,
         description="PostgreSQL state: how long a run waits for another run over the same "
-        "subreddits to release their locks before it stops.",
+        "subreddits to release their locks before it stops (0 to 1 hour).",
     )
     lake: LakeKind = Field("local", description="Where the lake lives: a local folder or S3.")
     s3_bucket_block: str | None = Field(
@@ -167,12 +209,15 @@ class PipelineConfig(BaseModel):
     )
     chunk_bytes: int = Field(
         settings.CHUNK_BYTES,
-        ge=1024,
-        description="Decompressed bytes processed at a time; bounds memory.",
+        # DuckDB holds a chunk and its parse in memory: 1 GiB already needs a 4 GiB worker.
+        ge=2**20,
+        le=2**30,
+        description="Decompressed bytes processed at a time (1 MiB to 1 GiB); bounds memory.",
     )
     slowdown_factor: float = Field(
         3.0,
         gt=1,
+        le=100,
         description="Slowdown alert when a run takes more than this many times the median of "
         "the recent completed runs with the same parameters (source, subreddits, refresh, "
         "window or dumps, engines).",
@@ -180,6 +225,7 @@ class PipelineConfig(BaseModel):
     slowdown_history: int = Field(
         10,
         ge=3,
+        le=1000,
         description="How many recent runs of the same kind the slowdown median is taken over.",
     )
 
@@ -271,6 +317,23 @@ class PipelineConfig(BaseModel):
             raise ValueError("comment_tree_posts needs the API source (--source api)")
         return self
 
+    @model_validator(mode="after")
+    def _check_paths_in_allowed_roots(self) -> PipelineConfig:
+        # Only paths a caller set: the defaults are the project's own .local folder.
+        for name in sorted(self.model_fields_set & set(PATH_FIELDS)):
+            value = getattr(self, name)
+            for path in value if isinstance(value, list) else [value]:
+                check_allowed_path(name, path)
+        return self
+
+    def with_overrides(self, overrides: ConfigOverrides | None) -> PipelineConfig:
+        """This config with the fields `overrides` names replaced, validated again as a whole
+        (a field's rules and the checks across fields see the merged values)."""
+        if overrides is None or not overrides.model_fields_set:
+            return self
+        merged = {**self.model_dump(exclude_unset=True), **overrides.model_dump(exclude_unset=True)}
+        return PipelineConfig.model_validate(merged)
+
     def input_files(self) -> list[Path]:
         """The dump files this run reads (none for the API)."""
         if self.source in ("sample", "auto"):
@@ -278,3 +341,84 @@ class PipelineConfig(BaseModel):
         if self.source == "dump":
             return list(self.dump_paths)
         return []
+
+
+def allowed_roots(env: Mapping[str, str] = os.environ) -> list[Path] | None:
+    """The folders of ALLOWED_ROOTS_ENV, resolved; None when it is unset (no restriction: a
+    developer's own machine)."""
+    value = env.get(ALLOWED_ROOTS_ENV, "").strip()
+    if not value:
+        return None
+    return [
+        (settings.PROJECT_DIR / part.strip()).resolve()
+        for part in value.split(os.pathsep)
+        if part.strip()
+    ]
+
+
+def check_allowed_path(name: str, path: Path, env: Mapping[str, str] = os.environ) -> None:
+    """Refuse a path (a parameter called `name`) outside the roots of ALLOWED_ROOTS_ENV,
+    links and '..' resolved first; with no roots set, every path is allowed."""
+    roots = allowed_roots(env)
+    if roots is None or any(path.resolve().is_relative_to(root) for root in roots):
+        return
+    raise ValueError(
+        f"{name} {str(path)!r} is outside the folders this worker allows "
+        f"({', '.join(map(str, roots))}, from {ALLOWED_ROOTS_ENV}): use a path under one of "
+        f"them, or add its folder to {ALLOWED_ROOTS_ENV} in the deployment's job variables"
+    )
+
+
+def _overrides_schema(schema: dict[str, Any]) -> None:
+    # propertyNames instead of additionalProperties: the server's message for an unknown
+    # name then lists the valid ones ("'x' is not one of ['source', ...]").
+    schema.pop("additionalProperties", None)
+    schema["propertyNames"] = {"enum": list(PipelineConfig.model_fields)}
+
+
+class _PartialConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_overrides_schema)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_names(cls, data: Any) -> Any:
+        # pydantic's own "Extra inputs are not permitted" would not say which names exist.
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(PipelineConfig.model_fields))
+            if unknown:
+                raise ValueError(
+                    f"overrides names no config field ({', '.join(unknown)}); the fields are: "
+                    f"{', '.join(PipelineConfig.model_fields)}"
+                )
+        return data
+
+    @model_serializer(mode="wrap")
+    def _only_named(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # An override is the fields it names: its default in the UI's form and in the flow's
+        # schema is {} rather than every field set to null.
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+
+def _optional(field: FieldInfo) -> tuple[Any, FieldInfo]:
+    """The field as an optional one defaulting to None, keeping its constraints, description
+    and schema extras, so the server checks an override as it checks the config."""
+    partial = copy.copy(field)
+    partial.default = None
+    partial.default_factory = None
+    return (field.annotation | None, partial)
+
+
+# A partial PipelineConfig: the fields a run changes on top of its deployment's `config`.
+# Prefect merges a run's parameters over the deployment's by top-level name only (the server's
+# create_flow_run_from_deployment does `deployment.parameters.update(run parameters)`), so a
+# run given `config` loses the deployment's whole config, its credentials block, rate limit
+# and refresh settings with it; a run given `overrides` keeps them.
+ConfigOverrides = create_model(
+    "ConfigOverrides",
+    __base__=_PartialConfig,
+    __doc__="Config fields to change for one run; the others keep the deployment's values.",
+    **{name: _optional(field) for name, field in PipelineConfig.model_fields.items()},
+)
+# The flow's default for `overrides`: a model rather than None keeps the parameter's schema a
+# plain reference (no anyOf with null), so the server's message names the field at fault.
+EMPTY_OVERRIDES = ConfigOverrides()

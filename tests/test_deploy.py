@@ -319,3 +319,51 @@ def test_prefect_yaml_holds_only_production_deployments_on_the_environments_pool
             "{{ $REDDIT_PIPELINE_PROJECT_DIR }}",
             "{{ clone.directory }}",
         ), spec["name"]
+
+
+def _deployment_id(name: str, env: dict[str, str]) -> str:
+    response = httpx.get(f"{env['PREFECT_API_URL']}/deployments/name/{name}", timeout=30)
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("parameter", ["config", "overrides"])
+def test_server_refuses_every_out_of_range_duration_and_size_of_a_deployment_run(
+    deployed: dict[str, str], parameter: str
+) -> None:
+    """Through the endpoint `prefect deployment run` and the Airflow bridge call; a negative
+    overlap (-P1D) used to be accepted and silently dropped rows."""
+    from test_config import OUT_OF_RANGE
+
+    deployment_id = _deployment_id("reddit-pipeline/incremental", deployed)
+    answers = {}
+    for field, value, in_schema in OUT_OF_RANGE:
+        if not in_schema:
+            continue
+        response = httpx.post(
+            f"{deployed['PREFECT_API_URL']}/deployments/{deployment_id}/create_flow_run",
+            json={"parameters": {parameter: {field: value}}},
+            timeout=30,
+        )
+        answers[(field, value)] = (response.status_code, response.json().get("detail", ""))
+    refused = {key: detail for key, (status, detail) in answers.items() if status == 409}
+    assert sorted(refused) == sorted(answers), answers
+    for (field, _), detail in refused.items():
+        assert f"Validation failed for field '{parameter}.{field}'" in detail, detail
+
+
+@pytest.mark.e2e
+def test_production_deployments_confine_run_paths_to_the_projects_folders(
+    deployed: dict[str, str],
+) -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    for spec in deployments_in(PROJECT_DIR / "prefect.yaml"):
+        flow = load_flow_from_entrypoint(str(PROJECT_DIR / spec["entrypoint"])).name
+        response = httpx.get(
+            f"{deployed['PREFECT_API_URL']}/deployments/name/{flow}/{spec['name']}", timeout=30
+        )
+        response.raise_for_status()
+        env = response.json()["job_variables"]["env"]
+        assert env == {"REDDIT_PIPELINE_ALLOWED_ROOTS": ".local:data"}, spec["name"]

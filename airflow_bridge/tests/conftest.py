@@ -168,12 +168,25 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 
 
 @pytest.fixture(scope="session")
-def deployment(prefect_server: PrefectServer) -> Iterator[Deployment]:
+def deployment(
+    prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
     """prefect.yaml's `daily` deployment of the real flow, deployed as production deploys it
-    (`prefect --no-prompt deploy`) to a process pool, with a worker polling that pool."""
+    (`prefect --no-prompt deploy`) to a process pool, with a worker polling that pool. Its
+    runs may write only under REDDIT_PIPELINE_ALLOWED_ROOTS (prefect.yaml: the project's
+    .local and data); the tests' lakes and warehouses live in pytest's temporary folder."""
     prefect_server.run_prefect("work-pool", "create", WORK_POOL, "--type", "process")
+    roots = {"REDDIT_PIPELINE_ALLOWED_ROOTS": str(tmp_path_factory.getbasetemp())}
     done = subprocess.run(
-        [str(MAIN_BIN / "prefect"), "--no-prompt", "deploy", "--name", DEPLOYMENT_NAME],
+        [
+            str(MAIN_BIN / "prefect"),
+            "--no-prompt",
+            "deploy",
+            "--name",
+            DEPLOYMENT_NAME,
+            "--job-variable",
+            json.dumps({"env": roots}),
+        ],
         cwd=REPO_DIR,
         env={
             **prefect_server.env,

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from airflow.sdk import Connection
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from prefect_airflow_bridge import PrefectFlowRunTrigger, PrefectRunDeploymentOperator
 from prefect_airflow_bridge.hook import (
@@ -200,9 +200,21 @@ def test_retries_are_bounded_and_the_last_answer_is_reported() -> None:
 
 
 def test_a_client_error_is_not_retried() -> None:
-    hook, seen = _hook_answering(404)
-    with pytest.raises(PrefectAPIError, match="HTTP 404"):
+    hook, seen = _hook_answering(409)
+    with pytest.raises(PrefectAPIError, match="HTTP 409"):
+        hook.get_deployment("reddit-pipeline/local")
+    assert seen == ["GET /api/deployments/name/reddit-pipeline/local"]
+
+
+def test_a_missing_deployment_fails_the_task_at_once_naming_it_and_how_to_list_them() -> None:
+    hook, seen = _hook_answering(404, 200)
+    with pytest.raises(AirflowFailException) as info:
         hook.get_deployment("reddit-pipeline/missing")
+    message = str(info.value)
+    assert "no deployment 'reddit-pipeline/missing'" in message
+    assert "flow 'reddit-pipeline', deployment 'missing'" in message
+    assert "prefect deployment ls" in message
+    # One request, and an exception Airflow does not retry (unlike AirflowException).
     assert seen == ["GET /api/deployments/name/reddit-pipeline/missing"]
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 from airflow.sdk import BaseHook, Connection
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 # Answers that mean "try again shortly": a busy or restarting server (Prefect answers 503
 # when its database is momentarily locked, 500 on an unexpected database error), a proxy in
@@ -31,6 +31,10 @@ FAILED_STATES = frozenset({"FAILED", "CRASHED", "CANCELLED"})
 
 class PrefectAPIError(AirflowException):
     """Prefect answered with an error: the message carries the status and Prefect's detail."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,10 @@ def raise_for_prefect(response: httpx.Response, what: str) -> None:
             " (check the connection's credentials: extra auth_string for a server started with"
             " PREFECT_SERVER_API_AUTH_STRING, password for a Prefect Cloud API key)"
         )
-    raise PrefectAPIError(f"Prefect API: {what} failed: HTTP {response.status_code}: {detail}")
+    raise PrefectAPIError(
+        f"Prefect API: {what} failed: HTTP {response.status_code}: {detail}",
+        status_code=response.status_code,
+    )
 
 
 def _retry_after(response: httpx.Response, default: float) -> float:
@@ -244,8 +251,23 @@ class PrefectHook(BaseHook):
         return response.json() if response.content else None
 
     def get_deployment(self, deployment: str) -> dict[str, Any]:
-        """Look a deployment up by `flow-name/deployment-name`."""
-        return self._request("GET", deployment_path(deployment), f"find deployment {deployment!r}")
+        """Look a deployment up by `flow-name/deployment-name`. A 404 fails the task for good:
+        the name is wrong or the deployment was never made, and no retry of the Airflow task
+        would find it (the DAG's retries would only wait minutes to fail again)."""
+        try:
+            return self._request(
+                "GET", deployment_path(deployment), f"find deployment {deployment!r}"
+            )
+        except PrefectAPIError as exc:
+            if exc.status_code != 404:
+                raise
+            flow_name, _, deployment_name = deployment.partition("/")
+            raise AirflowFailException(
+                f"Prefect has no deployment {deployment!r} (flow {flow_name!r}, deployment "
+                f"{deployment_name!r}) at {self.api.api_url}: list the deployments with "
+                "`prefect deployment ls` (names are flow-name/deployment-name), or create it "
+                "with `prefect --no-prompt deploy --all`"
+            ) from exc
 
     def create_flow_run(
         self,
