@@ -1,5 +1,7 @@
 """Check: run the Soda data contracts in contracts/ on the run's processed and curated data,
-between model and load, so that bad data never reaches the warehouse.
+between model and load, so that bad data never reaches the warehouse. The contracts see the
+rows of the run's scope (tasks.scope: its days, its subreddits), which is also what the load
+merges: rows other runs left in the same days are neither checked nor loaded by this one.
 
 A failed error-level check raises QualityGateFailed before the load: the warehouse keeps its
 last good state and the watermarks stay where they were. Warning-level checks (`level: warn`
@@ -38,6 +40,7 @@ from tasks.check_sources import (  # noqa: F401
     postgres_source,
 )
 from tasks.lake import Lake
+from tasks.scope import RunScope
 
 CONTRACTS_DIR = settings.PROJECT_DIR / "contracts"
 # Which extracted kind feeds a dataset: its row count must be above zero only when the
@@ -298,21 +301,24 @@ def _unique_labels(rows: list[CheckRow]) -> list[CheckRow]:
 @task(name="check", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def check_task(
     lake: Lake,
-    dts: list[str],
+    scope: RunScope,
     curated_keys: dict[str, list[str]],
-    subreddits: list[str],
     kinds_found: list[str],
     max_age_hours: float = 48.0,
     engine: CheckEngine | None = None,
 ) -> CheckReport:
-    """Run all five contracts on the run's files, an empty mart included; returns the report,
-    raises nothing (the flow publishes and records it, then calls `enforce`). `engine`: where
-    they run (tasks.check_sources.build_check_engine); default DuckDB over the lake. Retried
-    once, for a briefly unreachable engine: a failed check is a result, not an exception."""
+    """Run all five contracts on the scope's rows of the run's files, an empty mart included;
+    returns the report, raises nothing (the flow publishes and records it, then calls
+    `enforce`). `engine`: where they run (tasks.check_sources.build_check_engine); default
+    DuckDB over the lake. Retried once, for a briefly unreachable engine: a failed check is a
+    result, not an exception."""
     open_source = engine.open if engine else partial(lake_source, lake)
-    with open_source(dts, curated_keys) as source:
+    with open_source(scope, curated_keys) as source:
         return run_checks(
-            source, subreddits=subreddits, kinds_found=kinds_found, max_age_hours=max_age_hours
+            source,
+            subreddits=scope.subreddits,
+            kinds_found=kinds_found,
+            max_age_hours=max_age_hours,
         )
 
 
