@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from tasks import settings
 from tasks.check import (
     CheckReport,
+    answered_posts_in_warehouse,
     check_task,
     enforce,
     publish_check_results,
@@ -229,6 +230,7 @@ def _quality_gate(
         kinds_found,
         config.freshness_max_age.total_seconds() / 3600,
         engines.check,
+        answered_posts_in_warehouse(engines.lake, scope, curated_keys, engines.held),
     )
     publish_check_results(report, summary.run_id)
     record_check_results(state, summary.run_id, report)

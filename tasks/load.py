@@ -164,8 +164,8 @@ def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         "select count(*) from duckdb_tables() where table_name = ? and not temporary "
         "and database_name = current_database() and schema_name = 'main'",
         [table],
-    ).fetchone()
-    return bool(found and found[0])
+    ).fetchall()  # whole: DuckDB refuses other work while a result is unfinished
+    return bool(found and found[0][0])
 
 
 def _first_load(
@@ -257,7 +257,10 @@ def held_in_duckdb(warehouse: Path, table: str, fullnames: Sequence[str]) -> set
 
 @task(name="load", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def load_task(
-    warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]], scope: RunScope
+    warehouse: Path,
+    lake: Lake,
+    curated_keys: dict[str, list[str]],
+    scope: RunScope | None = None,
 ) -> LoadResult:
     """Retried: a warehouse file or server can be briefly locked or unreachable; the MERGE
     makes a retry safe."""

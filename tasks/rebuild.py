@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks import duck, settings
-from tasks.check import check_task, enforce, publish_check_results, record_check_results
+from tasks.check import (
+    answered_posts_in_warehouse,
+    check_task,
+    enforce,
+    publish_check_results,
+    record_check_results,
+)
 from tasks.engines import Engines
 from tasks.lake import Lake, readable_path
 from tasks.load import LoadResult
@@ -127,7 +133,13 @@ def rebuild(
     }
     modeled = engines.model(scope)
     report = check_task(
-        lake, scope, modeled.curated_keys, kinds_found, max_age_hours, engines.check
+        lake,
+        scope,
+        modeled.curated_keys,
+        kinds_found,
+        max_age_hours,
+        engines.check,
+        answered_posts_in_warehouse(lake, scope, modeled.curated_keys, engines.held),
     )
     publish_check_results(report, run_id)
     record_check_results(state, run_id, report)

@@ -23,7 +23,7 @@ from tasks import duck
 # starts from nothing there instead of loading only what came after another warehouse's mark.
 WATERMARKS_DDL = """
     create table if not exists watermarks (
-        destination varchar not null,
+        destination varchar not null default '',
         source varchar not null,
         subreddit varchar not null,
         kind varchar not null,
@@ -34,8 +34,9 @@ WATERMARKS_DDL = """
         primary key (destination, source, subreddit, kind)
     )
     """
-# Rows of a store made before watermarks had a destination: kept under this one, which no
-# warehouse has, so they are applied to none (a run starts from nothing; loads MERGE).
+# Rows of a store made before watermarks had a destination (migrated, or restored from an old
+# backup): kept under this one, which no warehouse has, so they are applied to none (a run
+# starts from nothing, which is safe: loads MERGE).
 UNBOUND_DESTINATION = ""
 
 SCHEMA = [

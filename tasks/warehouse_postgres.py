@@ -177,7 +177,10 @@ def load_postgres(
 
 @task(name="load-postgres", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def load_postgres_task(
-    warehouse: Any, lake: Lake, curated_keys: dict[str, list[str]], scope: RunScope
+    warehouse: Any,
+    lake: Lake,
+    curated_keys: dict[str, list[str]],
+    scope: RunScope | None = None,
 ) -> LoadResult:
     """Retried: the server can be briefly unreachable; the MERGE makes a retry safe.
     `warehouse` is a blocks.warehouse.PostgresWarehouse."""

@@ -252,7 +252,7 @@ def load_redshift_task(
     lake_uri: str,
     curated_keys: dict[str, list[str]],
     run_id: str,
-    scope: RunScope,
+    scope: RunScope | None = None,
 ) -> RedshiftLoadResult:
     """`warehouse` is a blocks.warehouse.RedshiftWarehouse; retried, the MERGE makes it safe."""
     connection = warehouse.connect()
