@@ -176,9 +176,10 @@ def test_an_incremental_api_run_does_not_warn_of_posts_the_warehouse_holds(
             refresh_max_age=0,  # the posts stay on their old day, out of the second run's scope
             **paths,
         )
-        posts = reddit.add_posts("python", 5, time.time() - 4 * 86400, step=60)
+        # A post a day: the second run's overlap (an hour) re-reads only the newest.
+        posts = reddit.add_posts("python", 5, time.time() - 4.5 * 86400, step=86400)
         reddit_pipeline(config)
-        # Today's comments on the posts of four days ago, which the first run loaded.
+        # Today's comments on the post of four days ago, which the first run loaded.
         reddit.add_comments("python", posts[0], 20, time.time() - 600, step=10)
         second = reddit_pipeline(config)
 
