@@ -421,3 +421,22 @@ def test_importing_the_check_module_turns_soda_telemetry_off_before_soda_loads()
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["false", "False", "False"]
+
+
+def test_the_checks_see_only_the_rows_of_the_run_scope(
+    sample_lake: tuple[LocalLake, list[str]],
+) -> None:
+    """The sample's days hold five subreddits; a run over r/python checks r/python's rows
+    (it used to fail 'subreddit is one the run asked for' on the others)."""
+    from tasks.check_sources import lake_connection
+
+    lake, dts = sample_lake
+    modeled = run_models(lake, dts)
+    scope = RunScope.of(dts, ["Python"])
+    with lake_connection(lake, scope, modeled.curated_keys) as con:
+        for dataset in DATASETS:
+            found = con.execute(f"select distinct lower(subreddit) from {dataset}").fetchall()
+            assert found == [("python",)], dataset
+
+    report = check_task.fn(lake, scope, modeled.curated_keys, list(settings.KINDS))
+    assert report.passed, report.failure_message()
