@@ -135,15 +135,26 @@ class StateStore:
             self.con.execute(statement)
         self.con.commit()
 
-    def _bind_watermarks_to_destination(self) -> None:
-        """Migrate a watermarks table keyed without a destination: its rows move under
-        UNBOUND_DESTINATION (nobody knows which warehouse they were committed to)."""
+    def _watermarks_unbound(self) -> bool:
+        """Whether the watermarks table exists without a destination column."""
         found = self._execute(
             "select count(*) from information_schema.columns where table_name = 'watermarks' "
             "and table_schema = current_schema() and column_name in ('source', 'destination')"
-        ).fetchone()
-        if not found or found[0] != 1:  # no table yet (0), or already bound (2)
+        ).fetchall()
+        return bool(found) and found[0][0] == 1  # no table yet: 0; already bound: 2
+
+    def _bind_watermarks_to_destination(self) -> None:
+        """Migrate a watermarks table keyed without a destination: its rows move under
+        UNBOUND_DESTINATION (nobody knows which warehouse they were committed to)."""
+        if not self._watermarks_unbound():
             return
+        if self.placeholder == "%s":
+            # PostgreSQL: two runs starting at once must not both migrate (the second would
+            # rename the table the first just made); the second sees it done once it has the lock.
+            self.con.execute("lock table watermarks in access exclusive mode")
+            if not self._watermarks_unbound():
+                self.con.commit()
+                return
         self.con.execute("alter table watermarks rename to watermarks_unbound")
         self.con.execute(WATERMARKS_DDL)
         self._execute(
