@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 SAMPLE_POSTS = 600
 
 
-def _latest_sample(name: str) -> dict[str, dict[str, Any]]:
+def latest_sample(name: str) -> dict[str, dict[str, Any]]:
     """The sample's usable records, latest retrieval per id, read with plain json.loads."""
     reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(
         (settings.SAMPLE_DIR / name).open("rb")
@@ -56,17 +56,17 @@ def _expected(subreddits: set[str]) -> dict[str, Any]:
     scopes, i.e. every sample item of those subreddits, in its latest version."""
     posts = {
         i: r["score"]
-        for i, r in _latest_sample("RS_2024-03.zst").items()
+        for i, r in latest_sample("RS_2024-03.zst").items()
         if r["subreddit"].lower() in subreddits
     }
     comments = {
         i
-        for i, r in _latest_sample("RC_2024-03.zst").items()
+        for i, r in latest_sample("RC_2024-03.zst").items()
         if r["subreddit"].lower() in subreddits
     }
     daily: Counter[tuple[str, str, str]] = Counter()
     for kind, name in (("posts", "RS_2024-03.zst"), ("comments", "RC_2024-03.zst")):
-        for record in _latest_sample(name).values():
+        for record in latest_sample(name).values():
             if record["subreddit"].lower() in subreddits:
                 day = datetime.fromtimestamp(float(record["created_utc"]), UTC)
                 daily[(record["subreddit"].lower(), f"{day:%Y-%m-%d}", kind)] += 1
@@ -154,7 +154,7 @@ def test_a_new_warehouse_then_a_deleted_one_gets_every_post_not_what_came_after_
         summary = reddit_pipeline(PipelineConfig(**other, **extra))
     assert summary.status == "completed"
     assert _count(new, "select count(*) from posts") == SAMPLE_POSTS
-    assert _count(new, "select count(*) from comments") == len(_latest_sample("RC_2024-03.zst"))
+    assert _count(new, "select count(*) from comments") == len(latest_sample("RC_2024-03.zst"))
     ignored = [
         r.getMessage() for r in caplog.records if "Ignoring 10 watermark(s)" in r.getMessage()
     ]
