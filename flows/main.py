@@ -10,7 +10,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from tasks import settings
 from tasks.check import (
     CheckReport,
+    answered_posts_in_warehouse,
     check_task,
     enforce,
     publish_check_results,
@@ -33,11 +34,13 @@ from tasks.engines import Engines, build_engines, stop_glue_runs_hook
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
 from tasks.faults import crash_point
 from tasks.process import ProcessResult
+from tasks.scope import RunScope
 from tasks.stage import Window, damaged_input_error, stage_dump_task
 from tasks.state import (
     RunRecord,
     StateStore,
     Watermarks,
+    marks_not_held,
     newer_mark,
     open_duckdb_state,
 )
@@ -126,7 +129,7 @@ def _run_stages(
     """The data path, top to bottom: extract+stage, process, model, load, commit."""
     log = get_run_logger()
     lake = engines.lake
-    watermarks = {} if rereads_window(config) else state.read_watermarks(source.name)
+    watermarks = {} if rereads_window(config) else held_watermarks(state, source.name, engines)
     fused = engines.process_while_staging
     with _timed(summary, "extract+stage+process" if fused else "extract+stage"):
         if source.name == "api" and source.auth is not None:
@@ -179,18 +182,19 @@ def _run_stages(
                     )
                     for kind in settings.KINDS
                 ]
-        dts = sorted(set().union(*(p.dts for p in processed)))
-        log.info("Processed %d rows into %d days", sum(p.rows for p in processed), len(dts))
+        # The one scope the model, the checks and the load share (tasks.scope).
+        scope = RunScope.of(set().union(*(p.dts for p in processed)), config.subreddits)
+        log.info("Processed %d rows; scope %s", sum(p.rows for p in processed), scope.describe())
         crash_point("after:process")
         with _timed(summary, "model"):
-            modeled = engines.model(dts)
+            modeled = engines.model(scope)
         log.info("Modeled %s", ", ".join(f"{m} {n}" for m, n in modeled.rows.items()))
         crash_point("after:model")
         with _timed(summary, "check"):
-            report = _quality_gate(config, engines, dts, modeled.curated_keys, state, summary)
+            report = _quality_gate(config, engines, scope, modeled.curated_keys, state, summary)
         enforce(report)  # QualityGateFailed: no load, no watermark commit, the run fails
         with _timed(summary, "load"):
-            summary.load = engines.load(modeled.curated_keys, summary.run_id)
+            summary.load = engines.load(modeled.curated_keys, summary.run_id, scope)
         log.info(
             "Loaded into %s: new %s, updated %s",
             engines.description["warehouse"],
@@ -203,7 +207,7 @@ def _run_stages(
         log.info(summary.messages[-1])
 
     with _timed(summary, "commit"):
-        _commit(state, source.name, summary)
+        _commit(state, source.name, engines, summary)
 
 
 def _report_slowdown(state: StateStore, summary: RunSummary, config: PipelineConfig) -> None:
@@ -227,7 +231,7 @@ def _report_slowdown(state: StateStore, summary: RunSummary, config: PipelineCon
 def _quality_gate(
     config: PipelineConfig,
     engines: Engines,
-    dts: list[str],
+    scope: RunScope,
     curated_keys: dict[str, list[str]],
     state: StateStore,
     summary: RunSummary,
@@ -236,12 +240,12 @@ def _quality_gate(
     kinds_found = sorted({s.kind for s in summary.stages if sum(s.staged.values())})
     report = check_task(
         engines.lake,
-        dts,
+        scope,
         curated_keys,
-        config.subreddits,
         kinds_found,
         config.freshness_max_age.total_seconds() / 3600,
         engines.check,
+        answered_posts_in_warehouse(engines.lake, scope, curated_keys, engines.held),
     )
     publish_check_results(report, summary.run_id)
     record_check_results(state, summary.run_id, report)
@@ -286,7 +290,29 @@ def _window(config: PipelineConfig, watermarks: Watermarks, kind: str) -> Window
     return Window(tuple(config.subreddits), config.since, config.until, bounds)
 
 
-def _commit(state: StateStore, source: str, summary: RunSummary) -> None:
+def held_watermarks(state: StateStore, source: str, engines: Engines) -> Watermarks:
+    """The watermarks of the run's warehouse whose items it still holds. One whose item is
+    gone (the warehouse file deleted, a table emptied or restored from an older backup) would
+    make the run skip everything before it, so it is dropped, loudly: that subreddit and kind
+    are read from the start again, which the MERGE makes safe."""
+    marks = state.read_watermarks(source, engines.destination)
+    missing = marks_not_held(marks, engines.held)
+    if missing:
+        get_run_logger().warning(
+            "Ignoring %d watermark(s) of source %s: %s does not hold their items (deleted or "
+            "emptied?); reading them from the start: %s",
+            len(missing),
+            source,
+            engines.description.get("warehouse", engines.destination),
+            _listed(f"r/{sub} {kind} (at {marks[sub, kind][1]})" for sub, kind in sorted(missing)),
+        )
+    return {key: mark for key, mark in marks.items() if key not in missing}
+
+
+def _commit(state: StateStore, source: str, engines: Engines, summary: RunSummary) -> None:
+    """Advance the watermarks of the run's warehouse to the newest items the load committed
+    there; a candidate the warehouse does not hold is never committed (it would make later
+    runs skip what this one failed to load)."""
     candidates: Watermarks = {}
     for stage in summary.stages:
         prefix = settings.FULLNAME_PREFIX[stage.kind]
@@ -294,7 +320,23 @@ def _commit(state: StateStore, source: str, summary: RunSummary) -> None:
             candidate = (created, prefix + item_id)
             key = (subreddit, stage.kind)
             candidates[key] = newer_mark(candidates.get(key), candidate)
-    state.advance_watermarks(source, candidates, summary.run_id)
+    missing = marks_not_held(candidates, engines.held)
+    if missing:
+        get_run_logger().warning(
+            "Not committing %d watermark(s) whose items %s does not hold: %s",
+            len(missing),
+            engines.description.get("warehouse", engines.destination),
+            _listed(f"r/{sub} {kind}" for sub, kind in sorted(missing)),
+        )
+    held = {key: mark for key, mark in candidates.items() if key not in missing}
+    state.advance_watermarks(source, engines.destination, held, summary.run_id)
+
+
+def _listed(names: Iterable[str], limit: int = 20) -> str:
+    """A log line's list, bounded: an unfiltered run has a watermark per subreddit."""
+    shown = list(names)
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
 
 
 @contextmanager

@@ -17,14 +17,24 @@ from tasks import settings
 from tasks.state import StateStore
 
 
-def lags(store: StateStore, now: datetime | None = None) -> list[tuple[str, str, str, float]]:
-    """(source, subreddit, kind, hours behind now) for every watermark."""
+def lags(store: StateStore, now: datetime | None = None) -> list[tuple[str, str, str, float, str]]:
+    """(source, subreddit, kind, hours behind now, warehouse) for every watermark: a
+    watermark says what one warehouse holds, so each is shown with its own."""
     now = now or datetime.now(UTC)
     rows = store._execute(
-        "select source, subreddit, kind, created_utc from watermarks "
-        "order by source, subreddit, kind"
+        "select source, subreddit, kind, created_utc, destination from watermarks "
+        "order by source, subreddit, kind, destination"
     ).fetchall()
-    return [(src, sub, kind, (now.timestamp() - float(c)) / 3600) for src, sub, kind, c in rows]
+    return [
+        (
+            src,
+            sub,
+            kind,
+            (now.timestamp() - float(c)) / 3600,
+            dest or "(none: committed before watermarks named one)",
+        )
+        for src, sub, kind, c, dest in rows
+    ]
 
 
 def _duration(run: dict[str, Any]) -> str:
@@ -63,10 +73,10 @@ def render(
     console.print(table)
 
     lag_table = Table(title="lag per subreddit (now minus watermark)")
-    for column in ("source", "subreddit", "kind", "lag (hours)"):
+    for column in ("source", "subreddit", "kind", "lag (hours)", "warehouse"):
         lag_table.add_column(column)
-    for source, subreddit, kind, hours in lags(store, now):
-        lag_table.add_row(source, subreddit, kind, f"{hours:.1f}")
+    for source, subreddit, kind, hours, destination in lags(store, now):
+        lag_table.add_row(source, subreddit, kind, f"{hours:.1f}", destination)
     console.print(lag_table)
 
     failures = [r for r in store.recent_runs(100) if r["status"] in ("failed", "crashed")][:5]

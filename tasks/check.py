@@ -1,5 +1,7 @@
 """Check: run the Soda data contracts in contracts/ on the run's processed and curated data,
-between model and load, so that bad data never reaches the warehouse.
+between model and load, so that bad data never reaches the warehouse. The contracts see the
+rows of the run's scope (tasks.scope: its days, its subreddits), which is also what the load
+merges: rows other runs left in the same days are neither checked nor loaded by this one.
 
 A failed error-level check raises QualityGateFailed before the load: the warehouse keeps its
 last good state and the watermarks stay where they were. Warning-level checks (`level: warn`
@@ -16,7 +18,8 @@ import os
 os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -37,7 +40,8 @@ from tasks.check_sources import (  # noqa: F401
     lake_source,
     postgres_source,
 )
-from tasks.lake import Lake
+from tasks.lake import Lake, readable_path
+from tasks.scope import RunScope
 
 CONTRACTS_DIR = settings.PROJECT_DIR / "contracts"
 # Which extracted kind feeds a dataset: its row count must be above zero only when the
@@ -173,13 +177,15 @@ def run_checks(
     future_tolerance: timedelta = timedelta(seconds=settings.MAX_FUTURE_SECONDS),
     datasets: Sequence[str] = DATASETS,
     contracts_dir: Path = CONTRACTS_DIR,
+    warehouse_posts: Sequence[str] = (),
 ) -> CheckReport:
     """Verify each dataset's contract and collect one row per check. Never raises on a failed
     check: `enforce` decides, so the caller can publish the results first.
 
     `subreddits` is the run's filter (empty: no filter, the check passes trivially);
     `kinds_found` the kinds the extract staged (None: all); `future_tolerance` allows for a
-    little clock skew between Reddit and this machine."""
+    little clock skew between Reddit and this machine; `warehouse_posts` the ids of posts the
+    warehouse already holds that the run's comments answer (see posts_answered_outside)."""
     from soda_core.common.yaml import ContractYamlSource
     from soda_core.contracts.contract_verification import ContractVerificationSession
 
@@ -200,6 +206,7 @@ def run_checks(
                 now,
                 max_age_hours,
                 future_tolerance,
+                warehouse_posts,
             ),
             data_timestamp=now.isoformat(),
         )
@@ -224,10 +231,13 @@ def _variables(
     now: datetime,
     max_age_hours: float,
     future_tolerance: timedelta,
+    warehouse_posts: Sequence[str] = (),
 ) -> dict[str, Any]:
     not_after = now + future_tolerance
     names = sorted({s.lower() for s in subreddits})
+    held = ", ".join(duck.quote_literal(i) for i in sorted(set(warehouse_posts)))
     return {
+        "warehouse_post_ids": held or "''",
         "data_source": source.name,
         "namespace": source.namespace,
         "schema": source.namespace.rsplit("/", 1)[-1],
@@ -298,22 +308,71 @@ def _unique_labels(rows: list[CheckRow]) -> list[CheckRow]:
 @task(name="check", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def check_task(
     lake: Lake,
-    dts: list[str],
+    scope: RunScope,
     curated_keys: dict[str, list[str]],
-    subreddits: list[str],
     kinds_found: list[str],
     max_age_hours: float = 48.0,
     engine: CheckEngine | None = None,
+    warehouse_posts: Sequence[str] = (),
 ) -> CheckReport:
-    """Run all five contracts on the run's files, an empty mart included; returns the report,
-    raises nothing (the flow publishes and records it, then calls `enforce`). `engine`: where
-    they run (tasks.check_sources.build_check_engine); default DuckDB over the lake. Retried
-    once, for a briefly unreachable engine: a failed check is a result, not an exception."""
+    """Run all five contracts on the scope's rows of the run's files, an empty mart included;
+    returns the report, raises nothing (the flow publishes and records it, then calls
+    `enforce`). `engine`: where they run (tasks.check_sources.build_check_engine); default
+    DuckDB over the lake. Retried once, for a briefly unreachable engine: a failed check is a
+    result, not an exception."""
     open_source = engine.open if engine else partial(lake_source, lake)
-    with open_source(dts, curated_keys) as source:
+    with open_source(scope, curated_keys) as source:
         return run_checks(
-            source, subreddits=subreddits, kinds_found=kinds_found, max_age_hours=max_age_hours
+            source,
+            subreddits=scope.subreddits,
+            kinds_found=kinds_found,
+            max_age_hours=max_age_hours,
+            warehouse_posts=warehouse_posts,
         )
+
+
+def posts_answered_outside(
+    lake: Lake, scope: RunScope, curated_keys: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """Fullnames of the posts that the scope's comments answer but the scope's posts do not
+    hold. An incremental run reads today's comments, many on posts of earlier days that
+    earlier runs loaded: the referential checks ask the warehouse about these (the flow passes
+    the ones it holds as `warehouse_posts`) rather than warn about posts that are there."""
+    comments = list(curated_keys.get("comments") or [])
+    if not comments:
+        return []
+    posts = list(curated_keys.get("posts") or [])
+    con = duck.connect()
+    try:
+        with tempfile.TemporaryDirectory(prefix="reddit-refs-") as tmp:
+            read = partial(readable_path, lake, tmp_dir=Path(tmp))
+            known = (
+                f"select id from read_parquet({duck.path_list([str(read(k)) for k in posts])}) "
+                f"where id is not null and {scope.subreddit_sql()}"
+                if posts
+                else "select cast(null as varchar) as id where false"
+            )
+            rows = con.execute(
+                f"select distinct post_id from read_parquet("
+                f"{duck.path_list([str(read(k)) for k in comments])}) "
+                f"where post_id is not null and {scope.subreddit_sql()} "
+                f"and post_id not in ({known})"
+            ).fetchall()
+    finally:
+        con.close()
+    return sorted(settings.FULLNAME_PREFIX["posts"] + row[0] for row in rows)
+
+
+def answered_posts_in_warehouse(
+    lake: Lake,
+    scope: RunScope,
+    curated_keys: Mapping[str, Sequence[str]],
+    held: Callable[[str, Sequence[str]], set[str]],
+) -> list[str]:
+    """Bare ids of the posts outside the run's scope that its comments answer and that the
+    warehouse holds (`held`: tasks.engines.Warehouse.held); `warehouse_posts` of check_task."""
+    outside = posts_answered_outside(lake, scope, curated_keys)
+    return sorted(name.rpartition("_")[2] for name in held("posts", outside)) if outside else []
 
 
 # -- results: artifact, events, history -------------------------------------------------------

@@ -3,8 +3,8 @@ and the check engine a run uses (`check_engine` in the config).
 
 - duckdb ('auto' with the DuckDB model engine): an in-memory DuckDB over the run's processed
   and curated Parquet.
-- athena ('auto' with the Athena model engine): views over the run's days of the Glue tables
-  the Athena model step keeps.
+- athena ('auto' with the Athena model engine): views over the run's scope (days and
+  subreddits) of the Glue tables the Athena model step keeps.
 - postgres (chosen): the DuckDB relations copied into `check_schema` on the warehouse's
   PostgreSQL, checked there.
 - redshift (chosen): tables named like the datasets in `check_schema`, kept there by you.
@@ -38,6 +38,7 @@ from tasks import duck
 from tasks.config import PipelineConfig
 from tasks.lake import Lake, readable_path
 from tasks.model import MART_MODELS, register_processed
+from tasks.scope import RunScope
 
 DATASETS = ("processed_posts", "processed_comments", "posts", "comments", "subreddit_daily")
 # Athena: which Glue table (made by tasks/athena.py) holds each dataset.
@@ -67,12 +68,13 @@ class CheckSource:
     name: str = "reddit"
 
 
-OpenSource = Callable[[list[str], dict[str, list[str]]], AbstractContextManager[CheckSource]]
+OpenSource = Callable[[RunScope, dict[str, list[str]]], AbstractContextManager[CheckSource]]
 
 
 @dataclass(frozen=True)
 class CheckEngine:
-    """The check engine of a run: `open(dts, curated_keys)` gives the source for its data."""
+    """The check engine of a run: `open(scope, curated_keys)` gives the source for the rows of
+    the run's scope (tasks.scope) and nothing else."""
 
     name: str
     description: str
@@ -231,14 +233,15 @@ def athena_source(
 
 @contextmanager
 def lake_connection(
-    lake: Lake, dts: Sequence[str], curated_keys: Mapping[str, Sequence[str]]
+    lake: Lake, scope: RunScope, curated_keys: Mapping[str, Sequence[str]]
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB holding the run's five relations: processed Parquet of the given
-    days (the same tables the model read) and the curated Parquet the model wrote. Works
-    whichever engine produced the files, since it reads only the lake."""
+    """An in-memory DuckDB holding the run's five relations, each restricted to the run's
+    scope: processed Parquet of its days (the files the model read) and the curated Parquet
+    the model wrote, both only for its subreddits (the files hold every subreddit of a day).
+    Works whichever engine produced the files, since it reads only the lake."""
     con = duck.connect()
     try:
-        register_processed(con, lake, list(dts))
+        register_processed(con, lake, list(scope.days), scope=scope)
         with tempfile.TemporaryDirectory(prefix="reddit-check-") as tmp:
             for model in MART_MODELS:
                 keys = curated_keys.get(model) or []
@@ -250,7 +253,8 @@ def lake_connection(
                 paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
                 con.execute(
                     f"create or replace table {model} as select * exclude (dt) from "
-                    f"read_parquet({duck.path_list(paths)}, hive_partitioning = true)"
+                    f"read_parquet({duck.path_list(paths)}, hive_partitioning = true) "
+                    f"where {scope.subreddit_sql()}"
                 )
         yield con
     finally:
@@ -259,10 +263,10 @@ def lake_connection(
 
 @contextmanager
 def lake_source(
-    lake: Lake, dts: Sequence[str], curated_keys: Mapping[str, Sequence[str]]
+    lake: Lake, scope: RunScope, curated_keys: Mapping[str, Sequence[str]]
 ) -> Iterator[CheckSource]:
-    """The contracts on DuckDB over the run's files (see lake_connection)."""
-    with lake_connection(lake, dts, curated_keys) as con:
+    """The contracts on DuckDB over the run's scope of the lake (see lake_connection)."""
+    with lake_connection(lake, scope, curated_keys) as con:
         yield duckdb_source(con)
 
 
@@ -302,14 +306,14 @@ def copy_to_postgres(con: duckdb.DuckDBPyConnection, pg: Any, schema: str) -> No
 @contextmanager
 def postgres_copy_source(
     lake: Lake,
-    dts: Sequence[str],
+    scope: RunScope,
     curated_keys: Mapping[str, Sequence[str]],
     block: Any,
     schema: str,
 ) -> Iterator[CheckSource]:
-    """The run's relations, as lake_connection builds them, copied into `schema` on the
-    warehouse PostgreSQL, where Soda's PostgreSQL data source checks them."""
-    with lake_connection(lake, dts, curated_keys) as con, block.connect() as pg:
+    """The run's relations, as lake_connection builds them (the scope's rows only), copied
+    into `schema` on the warehouse PostgreSQL, where Soda's PostgreSQL data source checks them."""
+    with lake_connection(lake, scope, curated_keys) as con, block.connect() as pg:
         copy_to_postgres(con, pg, schema)
     source = postgres_source(block, schema)
     try:
@@ -318,19 +322,20 @@ def postgres_copy_source(
         source.impl.close_connection()
 
 
-def athena_view_sql(database: str, check_database: str, dts: Sequence[str]) -> list[str]:
-    """The statements that point `check_database`'s five views at the run's days of the
-    Athena model's tables (the views drop `dt`, as the DuckDB relations do)."""
+def athena_view_sql(database: str, check_database: str, scope: RunScope) -> list[str]:
+    """The statements that point `check_database`'s five views at the run's scope of the
+    Athena model's tables: its days, and its subreddits (the tables hold every subreddit of a
+    day). The views drop `dt`, as the DuckDB relations do."""
     from tasks.dialects import model_schemas
 
     schemas = model_schemas()
-    days = ", ".join(f"'{dt}'" for dt in sorted(dts)) or "NULL"
+    days = ", ".join(f"'{dt}'" for dt in scope.days) or "NULL"
     statements = [f"CREATE DATABASE IF NOT EXISTS `{check_database}`"]
     for dataset, table in ATHENA_TABLES.items():
         columns = ", ".join(f'"{name}"' for name in schemas[dataset])
         statements.append(
             f'CREATE OR REPLACE VIEW "{check_database}"."{dataset}" AS SELECT {columns} '
-            f'FROM "{database}"."{table}" WHERE dt IN ({days})'
+            f'FROM "{database}"."{table}" WHERE dt IN ({days}) AND {scope.subreddit_sql()}'
         )
     return statements
 
@@ -350,8 +355,8 @@ def build_check_engine(config: PipelineConfig, lake: Lake) -> CheckEngine:
     name = resolve_check_engine(config)
     if name == "duckdb":
 
-        def open_lake(dts: list[str], keys: dict[str, list[str]]) -> Any:
-            return lake_source(lake, dts, keys)
+        def open_lake(scope: RunScope, keys: dict[str, list[str]]) -> Any:
+            return lake_source(lake, scope, keys)
 
         return CheckEngine(name, "DuckDB over the lake's Parquet", open_lake)
     if name == "postgres":
@@ -373,8 +378,8 @@ def _postgres_engine(config: PipelineConfig, lake: Lake) -> CheckEngine:
             "its tables on every run; name another schema"
         )
 
-    def open_postgres(dts: list[str], keys: dict[str, list[str]]) -> Any:
-        return postgres_copy_source(lake, dts, keys, block, schema)
+    def open_postgres(scope: RunScope, keys: dict[str, list[str]]) -> Any:
+        return postgres_copy_source(lake, scope, keys, block, schema)
 
     return CheckEngine("postgres", f"{block.describe()} schema {schema}", open_postgres)
 
@@ -396,7 +401,7 @@ def _redshift_engine(config: PipelineConfig) -> CheckEngine:
         client = aws_credentials(config).get_client("redshift")
 
     @contextmanager
-    def open_redshift(dts: list[str], keys: dict[str, list[str]]) -> Iterator[CheckSource]:
+    def open_redshift(scope: RunScope, keys: dict[str, list[str]]) -> Iterator[CheckSource]:
         source = redshift_source(block, schema, redshift_client=client)
         try:
             yield source
@@ -419,8 +424,8 @@ def _athena_engine(config: PipelineConfig) -> CheckEngine:
     runner = AthenaRunner.for_engine(engine, engine.athena_client(credentials))
 
     @contextmanager
-    def open_athena(dts: list[str], keys: dict[str, list[str]]) -> Iterator[CheckSource]:
-        for statement in athena_view_sql(engine.database, check_database, dts):
+    def open_athena(scope: RunScope, keys: dict[str, list[str]]) -> Iterator[CheckSource]:
+        for statement in athena_view_sql(engine.database, check_database, scope):
             runner.run(statement)
         source = athena_source(engine, check_database, credentials)
         try:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import get_run_logger
@@ -20,13 +20,28 @@ from tasks.check_sources import CheckEngine, build_check_engine
 from tasks.complete_days import restore_missing_processed
 from tasks.config import PipelineConfig
 from tasks.lake import Lake, LocalLake
-from tasks.load import LoadResult, load_task
+from tasks.load import LoadResult, held_in_duckdb, load_task
 from tasks.model import ModelResult, model_task
 from tasks.process import ProcessResult, process_task
+from tasks.scope import RunScope
 
 ProcessStep = Callable[[str, list[str]], ProcessResult]
-ModelStep = Callable[[list[str]], ModelResult]
-LoadStep = Callable[[dict[str, list[str]], str], LoadResult]
+ModelStep = Callable[[RunScope], ModelResult]
+LoadStep = Callable[[dict[str, list[str]], str, RunScope], LoadResult]
+# Which of the given fullnames a warehouse table (posts, comments) holds.
+HeldStep = Callable[[str, Sequence[str]], set[str]]
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """The load step, and what identifies the warehouse it loads: `destination` (kind and
+    location, never a secret) keys the watermarks in the state store, since a watermark says
+    what one warehouse holds; `held` asks the warehouse which items it has."""
+
+    load: LoadStep
+    description: str
+    destination: str
+    held: HeldStep
 
 
 @dataclass
@@ -41,6 +56,10 @@ class Engines:
     process_while_staging: bool = False
     # Where the data contracts run (None: DuckDB over the lake).
     check: CheckEngine | None = None
+    # The warehouse's identity and its item lookup (see Warehouse); the default names no
+    # warehouse and holds nothing, so a run with it starts from no watermark.
+    destination: str = ""
+    held: HeldStep = field(default=lambda table, fullnames: set())
 
 
 def aws_credentials(config: PipelineConfig) -> Any:
@@ -79,8 +98,8 @@ def build_engines(config: PipelineConfig) -> Engines:
     if config.process_engine == "glue":
         process = _glue_process(config, lake, lake_uri)
 
-    def model_duckdb(dts: list[str]) -> ModelResult:
-        return model_task(lake, dts)
+    def model_duckdb(scope: RunScope) -> ModelResult:
+        return model_task(lake, scope)
 
     model: ModelStep = model_duckdb
     description["model"] = config.model_engine
@@ -88,11 +107,20 @@ def build_engines(config: PipelineConfig) -> Engines:
         model = _athena_model(config, lake, lake_uri)
     model = _complete_days_first(lake, process, model)
 
-    load, description["warehouse"] = _warehouse(config, lake, lake_uri)
+    warehouse = build_warehouse(config, lake, lake_uri)
+    description["warehouse"] = warehouse.description
     check = build_check_engine(config, lake)
     description["check"] = check.description
     return Engines(
-        lake, process, model, load, description, config.process_engine == "duckdb", check
+        lake,
+        process,
+        model,
+        warehouse.load,
+        description,
+        config.process_engine == "duckdb",
+        check,
+        warehouse.destination,
+        warehouse.held,
     )
 
 
@@ -100,14 +128,14 @@ def _complete_days_first(lake: Lake, process: ProcessStep, model: ModelStep) -> 
     """The model step, after the touched days' expired processed files are made again from
     raw (tasks.complete_days): a day's marts are never built from part of its data."""
 
-    def model_complete(dts: list[str]) -> ModelResult:
-        restored = restore_missing_processed(lake, dts, process)
+    def model_complete(scope: RunScope) -> ModelResult:
+        restored = restore_missing_processed(lake, list(scope.days), process)
         if restored:
             _logger().warning(
                 "Reprocessed raw files whose processed files had expired: %s",
                 ", ".join(f"{kind} {n}" for kind, n in restored.items()),
             )
-        return model(dts)
+        return model(scope)
 
     return model_complete
 
@@ -147,42 +175,63 @@ def _athena_model(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> M
     tables_uri = engine.tables_uri(lake_uri)
     client = engine.athena_client(aws_credentials(config))
 
-    def model(dts: list[str]) -> ModelResult:
-        return model_athena_task(engine, lake, tables_uri, dts, client)
+    def model(scope: RunScope) -> ModelResult:
+        return model_athena_task(engine, lake, tables_uri, list(scope.days), client)
 
     return model
 
 
-def _warehouse(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> tuple[LoadStep, str]:
+def destination_of(kind: str, host: str, port: int, database: str, schema: str) -> str:
+    """A server warehouse's identity: where it is, never who logs in or with what."""
+    return f"{kind}:{host}:{port}/{database}/{schema}"
+
+
+def build_warehouse(config: PipelineConfig, lake: Lake, lake_uri: str | None) -> Warehouse:
     if config.warehouse == "duckdb":
+        path = config.warehouse_path
 
-        def load_duckdb(keys: dict[str, list[str]], run_id: str) -> LoadResult:
-            return load_task(config.warehouse_path, lake, keys)
+        def load_duckdb(keys: dict[str, list[str]], run_id: str, scope: RunScope) -> LoadResult:
+            return load_task(path, lake, keys, scope)
 
-        return load_duckdb, str(config.warehouse_path)
+        def held_duckdb(table: str, fullnames: Sequence[str]) -> set[str]:
+            return held_in_duckdb(path, table, fullnames)
+
+        # Resolved: `warehouse.duckdb` from two folders is two warehouses.
+        return Warehouse(load_duckdb, str(path), f"duckdb:{path.resolve()}", held_duckdb)
     if config.warehouse == "postgres":
         from blocks.warehouse import PostgresWarehouse
-        from tasks.warehouse_postgres import load_postgres_task
+        from tasks.warehouse_postgres import held_in_postgres, load_postgres_task
 
         block = _postgres_block(config, PostgresWarehouse)
 
-        def load_postgres(keys: dict[str, list[str]], run_id: str) -> LoadResult:
-            return load_postgres_task(block, lake, keys)
+        def load_postgres(keys: dict[str, list[str]], run_id: str, scope: RunScope) -> LoadResult:
+            return load_postgres_task(block, lake, keys, scope)
 
-        return load_postgres, block.describe()
+        def held_postgres(table: str, fullnames: Sequence[str]) -> set[str]:
+            return held_in_postgres(block, table, fullnames)
+
+        where = destination_of("postgres", block.host, block.port, block.database, block.db_schema)
+        return Warehouse(load_postgres, block.describe(), where, held_postgres)
     from blocks.warehouse import RedshiftWarehouse
-    from tasks.warehouse_redshift import load_redshift_task
+    from tasks.warehouse_redshift import held_in_redshift, load_redshift_task
 
     if lake_uri is None:
         raise ValueError("warehouse 'redshift' loads with COPY from S3: it needs lake 's3'")
     if not config.warehouse_block:
         raise ValueError("warehouse 'redshift' needs warehouse_block, a RedshiftWarehouse block")
     redshift = RedshiftWarehouse.load(config.warehouse_block)
+    s3_uri = lake_uri
 
-    def load_redshift(keys: dict[str, list[str]], run_id: str) -> LoadResult:
-        return load_redshift_task(redshift, lake, lake_uri, keys, run_id)
+    def load_redshift(keys: dict[str, list[str]], run_id: str, scope: RunScope) -> LoadResult:
+        return load_redshift_task(redshift, lake, s3_uri, keys, run_id, scope)
 
-    return load_redshift, redshift.describe()
+    def held_redshift(table: str, fullnames: Sequence[str]) -> set[str]:
+        return held_in_redshift(redshift, table, fullnames)
+
+    where = destination_of(
+        "redshift", redshift.host, redshift.port, redshift.database, redshift.db_schema
+    )
+    return Warehouse(load_redshift, redshift.describe(), where, held_redshift)
 
 
 def _postgres_block(config: PipelineConfig, block_type: Any) -> Any:

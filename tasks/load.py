@@ -2,6 +2,8 @@
 all in one transaction: the warehouse holds the old state or the new one, never a mix.
 
 Only a strictly newer version replaces a row, so loading the same files twice changes nothing.
+Only the rows of the run's scope (tasks.scope) are merged: a curated file holds every subreddit
+of its day, and a run over r/rust must not load r/python rows it neither asked for nor checked.
 The statements are plain SQL that DuckDB, PostgreSQL 15+ and Redshift all accept: Redshift's
 MERGE takes no target alias and no `WHEN MATCHED AND`, and it lacks IS DISTINCT FROM and
 FILTER, so staged rows that are not newer are pruned first and the MERGE is unconditional.
@@ -16,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import duck, faults, settings
 from tasks.lake import Lake, readable_path
+from tasks.scope import RunScope
 
 # Each warehouse table: its key, and when a matched row is replaced.
 TABLE_KEYS = {
@@ -28,6 +32,11 @@ TABLE_KEYS = {
     "comments": ("id",),
     "subreddit_daily": ("subreddit", "day"),
 }
+
+
+# Ids asked about per query (PostgreSQL, Redshift): an unfiltered dump run has a watermark
+# per subreddit (~100k in a real month), and one IN list of them all would be megabytes.
+HELD_BATCH = 1000
 
 
 @dataclass
@@ -105,8 +114,14 @@ def merge_statements(table: str, columns: Sequence[str]) -> MergeStatements:
     return MergeStatements(counts, prune, merge)
 
 
-def load_duckdb(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
-    """Load curated files into a DuckDB warehouse file."""
+def load_duckdb(
+    warehouse: Path,
+    lake: Lake,
+    curated_keys: dict[str, list[str]],
+    scope: RunScope | None = None,
+) -> LoadResult:
+    """Load the scope's rows of curated files (None: every row) into a DuckDB warehouse file."""
+    scope = scope or RunScope()
     result = LoadResult()
     con = duck.connect(warehouse, settings.DUCKDB_LOAD_MEMORY_LIMIT, bounded=True)
     try:
@@ -118,7 +133,7 @@ def load_duckdb(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]])
                 paths = [str(readable_path(lake, key, Path(tmp))) for key in keys]
                 source = (
                     f"select * exclude (dt) from read_parquet({duck.path_list(paths)}, "
-                    "hive_partitioning = true)"
+                    f"hive_partitioning = true) where {scope.subreddit_sql()}"
                 )
                 if not _table_exists(con, table):
                     result.changes[table] = _first_load(con, table, source)
@@ -149,8 +164,8 @@ def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         "select count(*) from duckdb_tables() where table_name = ? and not temporary "
         "and database_name = current_database() and schema_name = 'main'",
         [table],
-    ).fetchone()
-    return bool(found and found[0])
+    ).fetchall()  # whole: DuckDB refuses other work while a result is unfinished
+    return bool(found and found[0][0])
 
 
 def _first_load(
@@ -203,8 +218,50 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("rollback")
 
 
+def bare_ids(fullnames: Sequence[str]) -> dict[str, str]:
+    """bare id -> fullname: the tables' key is the bare id (`t3_abc` is post `abc`), and a
+    lookup by key is what PostgreSQL's primary key index answers."""
+    return {name.rpartition("_")[2]: name for name in fullnames}
+
+
+def held_sql(table: str, ids: Sequence[str]) -> str:
+    """Which of the given ids a warehouse table holds; the same text on DuckDB, PostgreSQL and
+    Redshift. Literals, not parameters: the three drivers spell placeholders differently, and
+    the values are Reddit ids from the state store."""
+    return f"select id from {table} where id in ({', '.join(duck.quote_literal(i) for i in ids)})"
+
+
+def chunks(values: Sequence[str], size: int = HELD_BATCH) -> list[Sequence[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def held_in_duckdb(warehouse: Path, table: str, fullnames: Sequence[str]) -> set[str]:
+    """The fullnames a DuckDB warehouse file holds in `table` (posts, comments); none when
+    the file or the table does not exist (a new or deleted warehouse), without creating
+    either. One join, not IN lists: the DuckDB warehouse has no index, so each query scans."""
+    ids = bare_ids(fullnames)
+    if not ids or not warehouse.is_file():
+        return set()
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        if not _table_exists(con, table):
+            return set()
+        con.register("wanted_ids", pa.table({"id": list(ids)}))
+        found = con.execute(
+            f"select id from {table} where id in (select id from wanted_ids)"
+        ).fetchall()
+        return {ids[row[0]] for row in found}
+    finally:
+        con.close()
+
+
 @task(name="load", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def load_task(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
+def load_task(
+    warehouse: Path,
+    lake: Lake,
+    curated_keys: dict[str, list[str]],
+    scope: RunScope | None = None,
+) -> LoadResult:
     """Retried: a warehouse file or server can be briefly locked or unreachable; the MERGE
     makes a retry safe."""
-    return load_duckdb(warehouse, lake, curated_keys)
+    return load_duckdb(warehouse, lake, curated_keys, scope)

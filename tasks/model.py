@@ -1,7 +1,8 @@
 """Model: processed Parquet -> staging views -> marts, written as curated Parquet by day.
 
-Marts are rebuilt for every day a run touched, from all processed files of those days, so a
-day's figures are complete however many runs contributed to it.
+Marts are rebuilt for every day of the run's scope (tasks.scope), from all processed files of
+those days, every subreddit included: a curated file is one per day, so it must hold the whole
+day however many runs, over whichever subreddits, contributed to it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks import duck, settings
 from tasks.lake import Lake, readable_path
 from tasks.process import copy_partitioned_sql, empty_processed_sql
+from tasks.scope import RunScope
 
 STAGING_MODELS = ("stg_posts", "stg_comments")
 MART_MODELS = ("posts", "comments", "subreddit_daily")
@@ -46,20 +48,22 @@ def register_processed(
     dts: list[str],
     workdir: Path | None = None,
     materialize: bool = False,
+    scope: RunScope | None = None,
 ) -> None:
     """processed_posts and processed_comments over the given days' Parquet files: views, not
     tables, so a query reads only the columns it needs and nothing is held in memory.
+    `scope`: only its subreddits' rows (the checks' view of a run); None: every row.
 
     A remote lake's files are fetched into `workdir`, which must outlive the views; without
     one they are fetched into a temporary folder and read into tables before it goes."""
     remote = lake.local_path(settings.PROCESSED_PREFIX) is None
     if remote and workdir is None:
         with tempfile.TemporaryDirectory(prefix="reddit-model-") as tmp:
-            register_processed(con, lake, dts, Path(tmp), materialize=True)
+            register_processed(con, lake, dts, Path(tmp), materialize=True, scope=scope)
         return
     files = processed_files(lake, dts, workdir or Path("."))
     paths = {kind: [p for day in files[kind].values() for p in day] for kind in files}
-    _define_processed(con, paths, "table" if materialize else "view")
+    _define_processed(con, paths, "table" if materialize else "view", scope)
 
 
 def processed_files(lake: Lake, dts: list[str], workdir: Path) -> dict[str, dict[str, list[str]]]:
@@ -79,9 +83,14 @@ def processed_files(lake: Lake, dts: list[str], workdir: Path) -> dict[str, dict
 
 
 def _define_processed(
-    con: duckdb.DuckDBPyConnection, paths: dict[str, list[str]], relation: str = "view"
+    con: duckdb.DuckDBPyConnection,
+    paths: dict[str, list[str]],
+    relation: str = "view",
+    scope: RunScope | None = None,
 ) -> None:
-    """processed_posts and processed_comments over the given files (views, or tables)."""
+    """processed_posts and processed_comments over the given files (views, or tables), with
+    only the scope's subreddits when one is given."""
+    where = scope.subreddit_sql() if scope else "true"
     for kind in settings.KINDS:
         if paths.get(kind):
             source = (
@@ -91,7 +100,8 @@ def _define_processed(
         else:
             source = f"({empty_processed_sql(kind)})"
         con.execute(
-            f"create or replace {relation} processed_{kind} as select * exclude (dt) from {source}"
+            f"create or replace {relation} processed_{kind} as "
+            f"select * exclude (dt) from {source} where {where}"
         )
 
 
@@ -215,5 +225,6 @@ def _publish_curated(lake: Lake, model: str, parts: list[tuple[str, Path]]) -> l
 
 
 @task(name="model", cache_policy=NO_CACHE)
-def model_task(lake: Lake, dts: list[str]) -> ModelResult:
-    return run_models(lake, dts)
+def model_task(lake: Lake, scope: RunScope) -> ModelResult:
+    """The scope's days, rebuilt whole (every subreddit: see the module docstring)."""
+    return run_models(lake, list(scope.days))

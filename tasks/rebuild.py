@@ -10,13 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks import duck, settings
-from tasks.check import check_task, enforce, publish_check_results, record_check_results
+from tasks.check import (
+    answered_posts_in_warehouse,
+    check_task,
+    enforce,
+    publish_check_results,
+    record_check_results,
+)
 from tasks.engines import Engines
 from tasks.lake import Lake, readable_path
 from tasks.load import LoadResult
 from tasks.process import batch_of
 from tasks.raw import source_of_batch
-from tasks.state import StateStore, Watermarks, newer_mark
+from tasks.scope import RunScope
+from tasks.state import StateStore, Watermarks, marks_not_held, newer_mark
 
 _RAW_KEY = re.compile(r"/subreddit=(?P<sub>[^/]+)/dt=(?P<dt>\d{4}-\d{2}-\d{2})/")
 
@@ -96,7 +103,12 @@ def rebuild(
 ) -> RebuildResult:
     """The pipeline's own process, model, check and load steps (whatever engines the config
     names: DuckDB or Glue, DuckDB or Athena, DuckDB, PostgreSQL or Redshift), fed from the raw
-    lake instead of a source. A failed contract stops the load, as in a run."""
+    lake instead of a source. A failed contract stops the load, as in a run.
+
+    Its scope is a run's (tasks.scope): the days it reprocessed, for the subreddits asked for
+    (none: every one). Whole batches are reprocessed, other subreddits' rows included, and the
+    days are modeled whole; but only the scope's rows are checked and loaded, and only the
+    scope's watermarks move, bound to the warehouse loaded."""
     lake = engines.lake
     result = RebuildResult()
     days: set[str] = set()
@@ -114,15 +126,27 @@ def rebuild(
         ).items():
             result.watermarks.setdefault(source, {}).update(marks)
     result.days = sorted(days)
-    modeled = engines.model(result.days)
-    # Every subreddit is expected: whole batches come back, whatever the filter asked for.
+    scope = RunScope.of(result.days, subreddits)
+    result.watermarks = {
+        source: {key: mark for key, mark in marks.items() if scope.covers(key[0])}
+        for source, marks in result.watermarks.items()
+    }
+    modeled = engines.model(scope)
     report = check_task(
-        lake, result.days, modeled.curated_keys, [], kinds_found, max_age_hours, engines.check
+        lake,
+        scope,
+        modeled.curated_keys,
+        kinds_found,
+        max_age_hours,
+        engines.check,
+        answered_posts_in_warehouse(lake, scope, modeled.curated_keys, engines.held),
     )
     publish_check_results(report, run_id)
     record_check_results(state, run_id, report)
     enforce(report)  # QualityGateFailed: no load, no watermarks
-    result.load = engines.load(modeled.curated_keys, run_id)
+    result.load = engines.load(modeled.curated_keys, run_id, scope)
     for source, marks in result.watermarks.items():
-        state.advance_watermarks(source, marks, run_id)
+        missing = marks_not_held(marks, engines.held)  # none, unless the load lost rows
+        held = {key: mark for key, mark in marks.items() if key not in missing}
+        state.advance_watermarks(source, engines.destination, held, run_id)
     return result

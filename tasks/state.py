@@ -1,4 +1,4 @@
-"""Pipeline state: watermarks per (source, subreddit, kind) and one row per run.
+"""Pipeline state: watermarks per (destination, source, subreddit, kind) and one row per run.
 
 One class over any DB-API connection: a DuckDB file locally, PostgreSQL (psycopg 3) in
 production. The SQL is written once, in the subset both speak; only the placeholder differs.
@@ -17,7 +17,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +29,27 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from tasks import duck
+
+# A watermark says what one warehouse holds, so the warehouse (tasks.engines.Warehouse's
+# destination: kind and location, no secret) is part of its key: a run into another warehouse
+# starts from nothing there instead of loading only what came after another warehouse's mark.
+WATERMARKS_DDL = """
+    create table if not exists watermarks (
+        destination varchar not null default '',
+        source varchar not null,
+        subreddit varchar not null,
+        kind varchar not null,
+        created_utc double precision not null,
+        fullname varchar not null,
+        run_id varchar,
+        updated_at timestamp not null,
+        primary key (destination, source, subreddit, kind)
+    )
+    """
+# Rows of a store made before watermarks had a destination (migrated, or restored from an old
+# backup): kept under this one, which no warehouse has, so they are applied to none (a run
+# starts from nothing, which is safe: loads MERGE).
+UNBOUND_DESTINATION = ""
 
 SCHEMA = [
     """
@@ -48,18 +69,7 @@ SCHEMA = [
         error text
     )
     """,
-    """
-    create table if not exists watermarks (
-        source varchar not null,
-        subreddit varchar not null,
-        kind varchar not null,
-        created_utc double precision not null,
-        fullname varchar not null,
-        run_id varchar,
-        updated_at timestamp not null,
-        primary key (source, subreddit, kind)
-    )
-    """,
+    WATERMARKS_DDL,
 ]
 
 Watermarks = dict[tuple[str, str], tuple[float, str]]
@@ -77,6 +87,20 @@ def newer_mark(a: tuple[float, str] | None, b: tuple[float, str]) -> tuple[float
         return (mark[0], len(bare), bare)
 
     return a if order(a) >= order(b) else b
+
+
+def marks_not_held(
+    marks: Watermarks, held: Callable[[str, Sequence[str]], set[str]]
+) -> set[tuple[str, str]]:
+    """The keys of the marks whose item (a fullname) the warehouse does not hold; `held(kind,
+    fullnames)` asks it (tasks.engines.Warehouse.held). A watermark stands for "the warehouse
+    has everything up to this item", so one whose item is absent is not true of it."""
+    missing = set()
+    for kind in sorted({k for _, k in marks}):
+        names = sorted({mark[1] for (_, k), mark in marks.items() if k == kind})
+        found = held(kind, names)
+        missing |= {key for key, mark in marks.items() if key[1] == kind and mark[1] not in found}
+    return missing
 
 
 class StateLockedError(RuntimeError):
@@ -159,8 +183,40 @@ class StateStore:
         return self.con.execute(self._sql(query), params)
 
     def ensure_schema(self) -> None:
+        self._bind_watermarks_to_destination()
         for statement in SCHEMA:
             self.con.execute(statement)
+        self.con.commit()
+
+    def _watermarks_unbound(self) -> bool:
+        """Whether the watermarks table exists without a destination column."""
+        found = self._execute(
+            "select count(*) from information_schema.columns where table_name = 'watermarks' "
+            "and table_schema = current_schema() and column_name in ('source', 'destination')"
+        ).fetchall()
+        return bool(found) and found[0][0] == 1  # no table yet: 0; already bound: 2
+
+    def _bind_watermarks_to_destination(self) -> None:
+        """Migrate a watermarks table keyed without a destination: its rows move under
+        UNBOUND_DESTINATION (nobody knows which warehouse they were committed to)."""
+        if not self._watermarks_unbound():
+            return
+        if self.placeholder == "%s":
+            # PostgreSQL: two runs starting at once must not both migrate (the second would
+            # rename the table the first just made); the second sees it done once it has the lock.
+            self.con.execute("lock table watermarks in access exclusive mode")
+            if not self._watermarks_unbound():
+                self.con.commit()
+                return
+        self.con.execute("alter table watermarks rename to watermarks_unbound")
+        self.con.execute(WATERMARKS_DDL)
+        self._execute(
+            "insert into watermarks (destination, source, subreddit, kind, created_utc, "
+            "fullname, run_id, updated_at) select %s, source, subreddit, kind, created_utc, "
+            "fullname, run_id, updated_at from watermarks_unbound",
+            (UNBOUND_DESTINATION,),
+        )
+        self.con.execute("drop table watermarks_unbound")
         self.con.commit()
 
     def start_run(self, run: RunRecord) -> None:
@@ -252,21 +308,28 @@ class StateStore:
             crashed += [r[0] for r in marked]
         return crashed
 
-    def read_watermarks(self, source: str) -> Watermarks:
+    def read_watermarks(self, source: str, destination: str) -> Watermarks:
+        """The watermarks of `source` committed to the warehouse `destination`."""
         rows = self._execute(
-            "select subreddit, kind, created_utc, fullname from watermarks where source = %s",
-            (source,),
+            "select subreddit, kind, created_utc, fullname from watermarks "
+            "where destination = %s and source = %s",
+            (destination, source),
         ).fetchall()
         return {(sub, kind): (float(created), fullname) for sub, kind, created, fullname in rows}
 
-    def advance_watermarks(self, source: str, candidates: Watermarks, run_id: str) -> None:
-        """Move each watermark forward to its candidate, never back, in one transaction."""
+    def advance_watermarks(
+        self, source: str, destination: str, candidates: Watermarks, run_id: str
+    ) -> None:
+        """Move each watermark of `destination` forward to its candidate, never back, in one
+        transaction. Only for items the load committed to that warehouse."""
+        if not destination:
+            raise ValueError("a watermark must name the warehouse it was committed to")
         now = _utc_naive(datetime.now(UTC))
         for (subreddit, kind), (created, fullname) in sorted(candidates.items()):
             self._execute(
-                "insert into watermarks (source, subreddit, kind, created_utc, fullname, run_id, "
-                "updated_at) values (%s, %s, %s, %s, %s, %s, %s) "
-                "on conflict (source, subreddit, kind) do update set "
+                "insert into watermarks (destination, source, subreddit, kind, created_utc, "
+                "fullname, run_id, updated_at) values (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "on conflict (destination, source, subreddit, kind) do update set "
                 "created_utc = excluded.created_utc, fullname = excluded.fullname, "
                 "run_id = excluded.run_id, updated_at = excluded.updated_at "
                 "where excluded.created_utc > watermarks.created_utc "
@@ -275,7 +338,7 @@ class StateStore:
                 "and (length(excluded.fullname) > length(watermarks.fullname) "
                 "or (length(excluded.fullname) = length(watermarks.fullname) "
                 "and excluded.fullname > watermarks.fullname)))",
-                (source, subreddit, kind, created, fullname, run_id, now),
+                (destination, source, subreddit, kind, created, fullname, run_id, now),
             )
         self.con.commit()
 

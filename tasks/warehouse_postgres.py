@@ -26,7 +26,8 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import faults
 from tasks.lake import Lake, readable_path
-from tasks.load import TABLE_KEYS, LoadResult, merge_statements
+from tasks.load import TABLE_KEYS, LoadResult, bare_ids, chunks, held_sql, merge_statements
+from tasks.scope import RunScope
 
 BATCH_ROWS = 50_000  # rows per COPY chunk: memory stays bounded by this, not by the file.
 PARTITION_COLUMN = "dt"  # the hive partition in curated keys; not a table column.
@@ -93,27 +94,66 @@ def apply_merge(cur: Cursor, table: str, columns: list[str]) -> dict[str, tuple[
     return changes
 
 
-def iter_csv_chunks(paths: Sequence[Path], columns: list[str]) -> Iterator[bytes]:
-    """The Parquet rows as CSV for COPY, a batch at a time. pyarrow quotes every string and
-    writes null as an empty unquoted field, which is exactly how COPY ... CSV tells them apart."""
+def iter_csv_chunks(
+    paths: Sequence[Path], columns: list[str], scope: RunScope | None = None
+) -> Iterator[bytes]:
+    """The Parquet rows (only the scope's, when given) as CSV for COPY, a batch at a time.
+    pyarrow quotes every string and writes null as an empty unquoted field, which is exactly
+    how COPY ... CSV tells them apart."""
     options = pacsv.WriteOptions(include_header=False, batch_size=BATCH_ROWS)
     for path in paths:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns):
+            if scope is not None:
+                batch = scope.filter_batch(batch)
             buffer = io.BytesIO()
             pacsv.write_csv(pa.Table.from_batches([batch]), buffer, options)
             yield buffer.getvalue()
 
 
-def copy_into_stage(cur: Any, table: str, columns: list[str], paths: Sequence[Path]) -> None:
+def copy_into_stage(
+    cur: Any, table: str, columns: list[str], paths: Sequence[Path], scope: RunScope | None = None
+) -> None:
     """psycopg 3 COPY FROM STDIN, streamed."""
     with cur.copy(f"copy stage_{table} ({', '.join(columns)}) from stdin (format csv)") as copy:
-        for chunk in iter_csv_chunks(paths, columns):
+        for chunk in iter_csv_chunks(paths, columns, scope):
             copy.write(chunk)
 
 
-def load_postgres(connection: Any, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
-    """Load curated files into PostgreSQL in one transaction: the warehouse holds the old state
-    or the new one, never a mix; loading the same files twice changes nothing."""
+def held_in(cur: Cursor, table: str, fullnames: Sequence[str]) -> set[str]:
+    """The fullnames `table` holds in the connection's current schema (PostgreSQL or
+    Redshift); none when the table does not exist yet."""
+    cur.execute(
+        "select count(*) from information_schema.tables "
+        "where table_name = %s and table_schema = current_schema()",
+        (table,),
+    )
+    if not cur.fetchall()[0][0]:
+        return set()
+    ids = bare_ids(fullnames)
+    held: set[str] = set()
+    for part in chunks(list(ids)):
+        cur.execute(held_sql(table, part))
+        held |= {ids[row[0]] for row in cur.fetchall()}
+    return held
+
+
+def held_in_postgres(warehouse: Any, table: str, fullnames: Sequence[str]) -> set[str]:
+    """`warehouse` is a blocks.warehouse.PostgresWarehouse."""
+    if not fullnames:
+        return set()
+    with warehouse.connect() as connection, connection.cursor() as cur:
+        return held_in(cur, table, fullnames)
+
+
+def load_postgres(
+    connection: Any,
+    lake: Lake,
+    curated_keys: dict[str, list[str]],
+    scope: RunScope | None = None,
+) -> LoadResult:
+    """Load the scope's rows of curated files (None: every row) into PostgreSQL in one
+    transaction: the warehouse holds the old state or the new one, never a mix; loading the
+    same files twice changes nothing."""
     result = LoadResult()
     with (
         tempfile.TemporaryDirectory(prefix="reddit-load-pg-") as tmp,
@@ -128,7 +168,7 @@ def load_postgres(connection: Any, lake: Lake, curated_keys: dict[str, list[str]
             names = [name for name, _ in columns]
             for statement in stage_ddl(table, columns):
                 cur.execute(statement)
-            copy_into_stage(cur, table, names, paths)
+            copy_into_stage(cur, table, names, paths, scope)
             ensure_table(cur, table, columns)
             result.changes[table] = apply_merge(cur, table, names)
             faults.crash_point(f"load:{table}")
@@ -137,9 +177,12 @@ def load_postgres(connection: Any, lake: Lake, curated_keys: dict[str, list[str]
 
 @task(name="load-postgres", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def load_postgres_task(
-    warehouse: Any, lake: Lake, curated_keys: dict[str, list[str]]
+    warehouse: Any,
+    lake: Lake,
+    curated_keys: dict[str, list[str]],
+    scope: RunScope | None = None,
 ) -> LoadResult:
     """Retried: the server can be briefly unreachable; the MERGE makes a retry safe.
     `warehouse` is a blocks.warehouse.PostgresWarehouse."""
     with warehouse.connect() as connection:
-        return load_postgres(connection, lake, curated_keys)
+        return load_postgres(connection, lake, curated_keys, scope)

@@ -36,7 +36,15 @@ from prefect.cache_policies import NO_CACHE
 from tasks import faults
 from tasks.lake import Lake, readable_path
 from tasks.load import LoadResult
-from tasks.warehouse_postgres import BATCH_ROWS, apply_merge, column_defs, ensure_table, stage_ddl
+from tasks.scope import RunScope
+from tasks.warehouse_postgres import (
+    BATCH_ROWS,
+    apply_merge,
+    column_defs,
+    ensure_table,
+    held_in,
+    stage_ddl,
+)
 
 MAX_VARCHAR_BYTES = 65_535
 REDSHIFT_TEXT = f"varchar({MAX_VARCHAR_BYTES})"  # the default VARCHAR is 256 bytes
@@ -72,8 +80,11 @@ def truncate_batch(batch: pa.RecordBatch, counts: Counter[str]) -> pa.RecordBatc
     return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
 
 
-def write_for_redshift(source: Path, target: Path, counts: Counter[str]) -> int:
-    """A copy of one curated file that COPY can load; returns its size in bytes."""
+def write_for_redshift(
+    source: Path, target: Path, counts: Counter[str], scope: RunScope | None = None
+) -> int:
+    """A copy of one curated file that COPY can load (only the scope's rows, when given);
+    returns its size in bytes."""
     parquet = pq.ParquetFile(source)
     with pq.ParquetWriter(
         target,
@@ -83,6 +94,8 @@ def write_for_redshift(source: Path, target: Path, counts: Counter[str]) -> int:
         allow_truncated_timestamps=True,  # nanoseconds Redshift could not hold anyway
     ) as writer:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+            if scope is not None:
+                batch = scope.filter_batch(batch)
             writer.write_batch(truncate_batch(batch, counts))
     return target.stat().st_size
 
@@ -111,10 +124,16 @@ def copy_sql(table: str, manifest_url: str, iam_role: str) -> str:
 
 
 def prepare_files(
-    lake: Lake, lake_uri: str, table: str, keys: Sequence[str], run_id: str, tmp: Path
+    lake: Lake,
+    lake_uri: str,
+    table: str,
+    keys: Sequence[str],
+    run_id: str,
+    tmp: Path,
+    scope: RunScope | None = None,
 ) -> tuple[str, pa.Schema, dict[str, int]]:
-    """Rewrite the table's curated files for Redshift into the lake, with their manifest.
-    Returns the manifest's URL, the files' schema and the truncation counts."""
+    """Rewrite the table's curated files for Redshift (the scope's rows) into the lake, with
+    their manifest. Returns the manifest's URL, the files' schema and the truncation counts."""
     counts: Counter[str] = Counter()
     entries = []
     schema = None
@@ -123,7 +142,7 @@ def prepare_files(
         source = readable_path(lake, key, tmp)
         schema = schema or pq.read_schema(source)
         target = tmp / f"{table}-{i}.parquet"
-        size = write_for_redshift(source, target, counts)
+        size = write_for_redshift(source, target, counts, scope)
         lake.put_file(f"{prefix}/part-{i:05d}.parquet", target)
         entries.append((f"{lake_uri}/{prefix}/part-{i:05d}.parquet", size))
     lake.put_bytes(f"{prefix}.manifest", manifest(entries))
@@ -138,10 +157,12 @@ def load_redshift(
     curated_keys: dict[str, list[str]],
     iam_role: str,
     run_id: str,
+    scope: RunScope | None = None,
 ) -> RedshiftLoadResult:
-    """Load curated files into Redshift in one transaction (redshift_connector, autocommit
-    off); loading the same files twice changes nothing. The files rewritten for COPY under
-    load/redshift/{run_id}/ are removed whether the load commits or fails."""
+    """Load the scope's rows of curated files (None: every row) into Redshift in one
+    transaction (redshift_connector, autocommit off); loading the same files twice changes
+    nothing. The files rewritten for COPY under load/redshift/{run_id}/ are removed whether
+    the load commits or fails."""
     result = RedshiftLoadResult()
     try:
         staged: dict[str, tuple[str, list[tuple[str, str]]]] = {}
@@ -149,7 +170,7 @@ def load_redshift(
             for table, keys in curated_keys.items():
                 if keys:
                     url, schema, counts = prepare_files(
-                        lake, lake_uri, table, keys, run_id, Path(tmp)
+                        lake, lake_uri, table, keys, run_id, Path(tmp), scope
                     )
                     staged[table] = (url, column_defs(schema, REDSHIFT_TEXT))
                     result.truncated[table] = counts
@@ -209,15 +230,35 @@ def warn_truncated(truncated: dict[str, dict[str, int]], log: Any) -> None:
                 )
 
 
+def held_in_redshift(warehouse: Any, table: str, fullnames: Sequence[str]) -> set[str]:
+    """`warehouse` is a blocks.warehouse.RedshiftWarehouse."""
+    if not fullnames:
+        return set()
+    connection = warehouse.connect()
+    try:
+        cursor = connection.cursor()
+        try:
+            return held_in(cursor, table, fullnames)
+        finally:
+            cursor.close()
+    finally:
+        connection.close()
+
+
 @task(name="load-redshift", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def load_redshift_task(
-    warehouse: Any, lake: Lake, lake_uri: str, curated_keys: dict[str, list[str]], run_id: str
+    warehouse: Any,
+    lake: Lake,
+    lake_uri: str,
+    curated_keys: dict[str, list[str]],
+    run_id: str,
+    scope: RunScope | None = None,
 ) -> RedshiftLoadResult:
     """`warehouse` is a blocks.warehouse.RedshiftWarehouse; retried, the MERGE makes it safe."""
     connection = warehouse.connect()
     try:
         result = load_redshift(
-            connection, lake, lake_uri, curated_keys, warehouse.copy_iam_role, run_id
+            connection, lake, lake_uri, curated_keys, warehouse.copy_iam_role, run_id, scope
         )
     finally:
         connection.close()

@@ -59,6 +59,7 @@ def _fill(store: StateStore) -> None:
             )
     store.advance_watermarks(
         "api",
+        "duckdb:/w.duckdb",
         {("python", "posts"): (1709251200.25, "t3_abc"), ("rust", "comments"): (1.5, "t1_z")},
         "run-0",
     )
@@ -182,7 +183,9 @@ class _WriterBetweenReads:
             rows = result.fetchall()  # read before the other session commits
             other = open_postgres_state(self.dsn)
             other.start_run(RunRecord("run-late", "api"))
-            other.advance_watermarks("api", {("go", "posts"): (9.0, "t3_late")}, "run-late")
+            other.advance_watermarks(
+                "api", "duckdb:/w.duckdb", {("go", "posts"): (9.0, "t3_late")}, "run-late"
+            )
             other.close()
             self.wrote = True
             return _Fetched(result.description, rows)

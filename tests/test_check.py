@@ -32,6 +32,7 @@ from tasks.lake import LocalLake
 from tasks.load import load_duckdb
 from tasks.model import build_models, register_processed, run_models
 from tasks.process import process_batches
+from tasks.scope import RunScope
 from tasks.stage import Window, stage_dump
 from tasks.state import open_duckdb_state, open_postgres_state
 
@@ -262,18 +263,23 @@ def test_a_failed_gate_between_model_and_load_leaves_the_warehouse_unchanged(
     modeled = run_models(lake, dts)
     warehouse = tmp_path / "warehouse.duckdb"
 
-    def check_then_load(subreddits: list[str]) -> None:
-        report = check_task.fn(lake, dts, modeled.curated_keys, subreddits, list(settings.KINDS))
-        enforce(report)
-        load_duckdb(warehouse, lake, modeled.curated_keys)
+    scope = RunScope.of(dts, SAMPLE_SUBREDDITS)
 
-    with pytest.raises(QualityGateFailed, match="subreddit is one the run asked for"):
-        check_then_load(["python"])
+    def check_then_load(keys: dict[str, list[str]]) -> None:
+        report = check_task.fn(lake, scope, keys, list(settings.KINDS))
+        enforce(report)
+        load_duckdb(warehouse, lake, keys, scope)
+
+    # One curated file read twice: its ids repeat in the checked `posts`.
+    first = modeled.curated_keys["posts"][0]
+    twice = {**modeled.curated_keys, "posts": [*modeled.curated_keys["posts"], first]}
+    with pytest.raises(QualityGateFailed, match="posts: id duplicate failed"):
+        check_then_load(twice)
     assert not warehouse.exists()
 
-    with lake_source(lake, dts, modeled.curated_keys) as source:
+    with lake_source(lake, scope, modeled.curated_keys) as source:
         assert run_checks(source, now=SAMPLE_NOW).passed
-    check_then_load(SAMPLE_SUBREDDITS)
+    check_then_load(modeled.curated_keys)
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("select count(*) from posts").fetchone() == (600,)
     con.close()
@@ -375,7 +381,8 @@ def test_an_empty_mart_fails_the_gate_when_the_extract_found_its_kind(
     keys = {**modeled.curated_keys, "comments": []}
     del keys["subreddit_daily"]
 
-    report = check_task.fn(lake, dts, keys, SAMPLE_SUBREDDITS, list(settings.KINDS))
+    scope = RunScope.of(dts, SAMPLE_SUBREDDITS)
+    report = check_task.fn(lake, scope, keys, list(settings.KINDS))
 
     assert {row.dataset for row in report.rows} == set(DATASETS)
     lines = report.failure_message().splitlines()
@@ -386,7 +393,7 @@ def test_an_empty_mart_fails_the_gate_when_the_extract_found_its_kind(
     with pytest.raises(QualityGateFailed, match="comments: row_count failed"):
         enforce(report)
     # A run that found no comments at all has nothing to complain about in `comments`.
-    quiet = check_task.fn(lake, dts, keys, SAMPLE_SUBREDDITS, ["posts"])
+    quiet = check_task.fn(lake, scope, keys, ["posts"])
     assert not [r for r in quiet.failures if r.dataset == "comments"]
 
 
@@ -414,3 +421,22 @@ def test_importing_the_check_module_turns_soda_telemetry_off_before_soda_loads()
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["false", "False", "False"]
+
+
+def test_the_checks_see_only_the_rows_of_the_run_scope(
+    sample_lake: tuple[LocalLake, list[str]],
+) -> None:
+    """The sample's days hold five subreddits; a run over r/python checks r/python's rows
+    (it used to fail 'subreddit is one the run asked for' on the others)."""
+    from tasks.check_sources import lake_connection
+
+    lake, dts = sample_lake
+    modeled = run_models(lake, dts)
+    scope = RunScope.of(dts, ["Python"])
+    with lake_connection(lake, scope, modeled.curated_keys) as con:
+        for dataset in DATASETS:
+            found = con.execute(f"select distinct lower(subreddit) from {dataset}").fetchall()
+            assert found == [("python",)], dataset
+
+    report = check_task.fn(lake, scope, modeled.curated_keys, list(settings.KINDS))
+    assert report.passed, report.failure_message()

@@ -30,6 +30,7 @@ from tasks.check_sources import (
 from tasks.config import PipelineConfig
 from tasks.lake import LocalLake
 from tasks.model import run_models
+from tasks.scope import RunScope
 
 PASSWORD = "pw-Never-Logged-123"
 
@@ -58,9 +59,8 @@ def test_the_postgres_check_engine_runs_the_contracts_on_postgresql_and_catches_
     engine = build_check_engine(config, lake)
     assert engine.name == "postgres"
 
-    report = check_task.fn(
-        lake, dts, modeled.curated_keys, SAMPLE_SUBREDDITS, list(settings.KINDS), engine=engine
-    )
+    scope = RunScope.of(dts, SAMPLE_SUBREDDITS)
+    report = check_task.fn(lake, scope, modeled.curated_keys, list(settings.KINDS), engine=engine)
     assert report.passed, report.failure_message()
     assert {r.dataset for r in report.rows} == {
         "processed_posts",
@@ -77,7 +77,7 @@ def test_the_postgres_check_engine_runs_the_contracts_on_postgresql_and_catches_
     first = modeled.curated_keys["posts"][0]
     twice = {**modeled.curated_keys, "posts": [*modeled.curated_keys["posts"], first]}
     repeated = pq.read_metadata(lake.local_path(first)).num_rows
-    report = check_task.fn(lake, dts, twice, SAMPLE_SUBREDDITS, list(settings.KINDS), engine=engine)
+    report = check_task.fn(lake, scope, twice, list(settings.KINDS), engine=engine)
     with pytest.raises(QualityGateFailed) as failure:
         enforce(report)
     assert f"- posts: id duplicate failed (figure {repeated})" in str(failure.value).splitlines()
@@ -190,8 +190,9 @@ def test_soda_builds_the_athena_source_from_the_block_and_aws_credentials() -> N
         athena_source(engine, "reddit_check", AwsCredentials(aws_access_key_id="AKIAEXAMPLE"))
 
 
-def test_the_athena_views_narrow_the_model_tables_to_the_run_days() -> None:
-    statements = athena_view_sql("reddit", "reddit_check", ["2024-03-02", "2024-03-01"])
+def test_the_athena_views_narrow_the_model_tables_to_the_run_scope() -> None:
+    scope = RunScope.of(["2024-03-02", "2024-03-01"], ["Rust", "python"])
+    statements = athena_view_sql("reddit", "reddit_check", scope)
 
     assert statements[0] == "CREATE DATABASE IF NOT EXISTS `reddit_check`"
     views = {}
@@ -204,7 +205,7 @@ def test_the_athena_views_narrow_the_model_tables_to_the_run_days() -> None:
         )
     assert views["posts"] == (
         '"reddit"."curated_posts"',
-        "WHERE dt IN ('2024-03-01', '2024-03-02')",
+        "WHERE dt IN ('2024-03-01', '2024-03-02') AND LOWER(subreddit) IN ('python', 'rust')",
     )
     assert views["processed_comments"][0] == '"reddit"."processed_comments"'
     assert set(views) == {

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.lake import LocalLake
-from tasks.load import load_duckdb
+from tasks.load import held_in_duckdb, load_duckdb
+from tasks.scope import RunScope
 
 
 def _curated(lake: LocalLake, key: str, rows: list[dict]) -> str:
@@ -107,3 +108,23 @@ def test_rows_repeating_a_key_are_refused_and_the_warehouse_is_unchanged(tmp_pat
         load_duckdb(warehouse, lake, {"posts": [first]})
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("select id, score from posts").fetchall() == [("b", 1)]
+
+
+def test_only_the_scope_s_subreddits_are_merged_and_held_ids_are_found(tmp_path: Path) -> None:
+    """A curated file holds every subreddit of its day; a run over r/rust loads r/rust only."""
+    lake = LocalLake(tmp_path / "lake")
+    rust = {**_post("r", 1, "2024-03-02"), "subreddit": "rust", "fullname": "t3_r"}
+    python = {**_post("p", 1, "2024-03-02"), "fullname": "t3_p"}
+    key = _curated(lake, "curated/reddit/posts/dt=2024-03-01/part-0.parquet", [rust, python])
+    warehouse = tmp_path / "w.duckdb"
+    assert held_in_duckdb(warehouse, "posts", ["t3_r"]) == set()  # no file yet, none made
+    assert not warehouse.exists()
+
+    loaded = load_duckdb(warehouse, lake, {"posts": [key]}, RunScope.of(["2024-03-01"], ["Rust"]))
+
+    assert loaded.changes == {"posts": {"rust": (1, 0)}}
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("select id from posts").fetchall() == [("r",)]
+    con.close()
+    assert held_in_duckdb(warehouse, "posts", ["t3_r", "t3_p"]) == {"t3_r"}
+    assert held_in_duckdb(warehouse, "comments", ["t1_x"]) == set()  # no such table

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,6 +25,7 @@ from tasks.check import ARTIFACT_KEY, QUALITY_FAILED_EVENT, QualityGateFailed
 from tasks.config import PipelineConfig
 from tasks.lake import Lake
 from tasks.model import ModelResult
+from tasks.scope import RunScope
 
 pytestmark = pytest.mark.e2e
 
@@ -170,11 +172,11 @@ def _append_row(lake: Lake, key: str, change: Callable[[dict[str, Any]], dict[st
     [
         (lambda row: row, "- posts: id duplicate failed (figure 1)"),
         (
-            lambda row: {**row, "id": "zzzzzz", "subreddit": "notrequested"},
-            "- posts: subreddit is one the run asked for failed (figure 1)",
+            lambda row: {**row, "id": "zzzzzz", "created_at": datetime(2100, 1, 2)},
+            "- posts: created_at is not in the future failed (figure 1)",
         ),
     ],
-    ids=["duplicate-id", "unknown-subreddit"],
+    ids=["duplicate-id", "future-post"],
 )
 def test_damage_between_model_and_check_fails_the_flow_and_names_the_check(
     prefect_api: str,
@@ -195,8 +197,8 @@ def test_damage_between_model_and_check_fails_the_flow_and_names_the_check(
 
     real_model_task = tasks.engines.model_task
 
-    def model_then_damage(lake: Lake, dts: list[str]) -> ModelResult:
-        result = real_model_task(lake, dts)
+    def model_then_damage(lake: Lake, scope: RunScope) -> ModelResult:
+        result = real_model_task(lake, scope)
         _append_row(lake, result.curated_keys["posts"][0], change)
         return result
 
@@ -276,8 +278,8 @@ def test_the_flow_checks_on_postgresql_when_told_and_stops_the_load_there(
     assert reddit_pipeline(PipelineConfig(dump_paths=[first], **config)).status == "completed"
     real_model_task = tasks.engines.model_task
 
-    def model_then_damage(lake: Lake, dts: list[str]) -> ModelResult:
-        result = real_model_task(lake, dts)
+    def model_then_damage(lake: Lake, scope: RunScope) -> ModelResult:
+        result = real_model_task(lake, scope)
         _append_row(lake, result.curated_keys["posts"][0], lambda row: row)
         return result
 

@@ -246,3 +246,37 @@ def test_a_rebuild_that_cannot_start_exits_1_with_one_line(
         "error: the rebuild failed: ValueError: lake 's3' needs s3_bucket_block, the name of a "
         "prefect-aws S3Bucket"
     ]
+
+
+def test_a_rebuild_of_one_subreddit_loads_and_marks_only_it_though_its_batches_hold_others(
+    prefect_api: str, paths: dict[str, Path], tmp_path: Path
+) -> None:
+    """One dump, so one raw batch holds alpha and beta on the same days: the rebuild
+    reprocesses and models those days whole, but its scope is alpha's rows."""
+    import duckdb
+
+    from flows.rebuild import RebuildConfig, reddit_rebuild
+    from tasks.config import PipelineConfig
+
+    posts = [
+        dump_post(sub, i, MAY_1 + i * 6 * 3600, 10 * DAY)
+        for i in range(8)
+        for sub in ("alpha", "beta")
+    ]
+    dump = write_dump(tmp_path / "dumps" / "mixed_submissions.zst", posts)
+    assert run_cli(["--dump-path", str(dump), *path_args(paths)], prefect_api).returncode == 0
+    paths["warehouse_path"].unlink()
+    paths["state_path"].unlink()
+
+    result = reddit_rebuild(RebuildConfig(subreddits=["alpha"], pipeline=PipelineConfig(**paths)))
+
+    assert result.days == ["2024-05-01", "2024-05-02"]
+    con = duckdb.connect(str(paths["warehouse_path"]), read_only=True)
+    loaded = con.execute("select subreddit, count(*) from posts group by all").fetchall()
+    daily = con.execute("select distinct subreddit from subreddit_daily").fetchall()
+    con.close()
+    assert loaded == [("alpha", 8)] and daily == [("alpha",)]
+    con = duckdb.connect(str(paths["state_path"]), read_only=True)
+    marks = con.execute("select destination, subreddit, kind from watermarks").fetchall()
+    con.close()
+    assert marks == [(f"duckdb:{paths['warehouse_path'].resolve()}", "alpha", "posts")]

@@ -15,13 +15,17 @@ import psycopg
 import pytest
 
 from tasks.state import (
+    UNBOUND_DESTINATION,
     RunRecord,
     StateLockedError,
     StateStore,
+    marks_not_held,
     newer_mark,
     open_duckdb_state,
     open_postgres_state,
 )
+
+WH = "duckdb:/data/warehouse.duckdb"
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -35,28 +39,88 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
 
 
 def test_watermarks_only_move_forward(store: StateStore) -> None:
-    store.advance_watermarks("dump", {("python", "posts"): (200.0, "t3_b")}, "run-1")
+    store.advance_watermarks("dump", WH, {("python", "posts"): (200.0, "t3_b")}, "run-1")
     store.advance_watermarks(
         "dump",
+        WH,
         {("python", "posts"): (100.0, "t3_a"), ("rust", "posts"): (50.0, "t3_r")},
         "run-2",
     )
-    store.advance_watermarks("dump", {("python", "posts"): (200.0, "t3_c")}, "run-3")
+    store.advance_watermarks("dump", WH, {("python", "posts"): (200.0, "t3_c")}, "run-3")
 
-    assert store.read_watermarks("dump") == {
+    assert store.read_watermarks("dump", WH) == {
         ("python", "posts"): (200.0, "t3_c"),
         ("rust", "posts"): (50.0, "t3_r"),
     }
-    assert store.read_watermarks("api") == {}
+    assert store.read_watermarks("api", WH) == {}
 
 
 def test_a_tie_on_created_utc_is_broken_by_id_order_not_text_order(store: StateStore) -> None:
     """Reddit ids are base36: t3_100 comes after t3_zz although it sorts before it as text."""
-    store.advance_watermarks("api", {("python", "posts"): (300.0, "t3_zz")}, "run-1")
-    store.advance_watermarks("api", {("python", "posts"): (300.0, "t3_100")}, "run-2")
-    assert store.read_watermarks("api") == {("python", "posts"): (300.0, "t3_100")}
-    store.advance_watermarks("api", {("python", "posts"): (300.0, "t3_zz")}, "run-3")
-    assert store.read_watermarks("api") == {("python", "posts"): (300.0, "t3_100")}
+    store.advance_watermarks("api", WH, {("python", "posts"): (300.0, "t3_zz")}, "run-1")
+    store.advance_watermarks("api", WH, {("python", "posts"): (300.0, "t3_100")}, "run-2")
+    assert store.read_watermarks("api", WH) == {("python", "posts"): (300.0, "t3_100")}
+    store.advance_watermarks("api", WH, {("python", "posts"): (300.0, "t3_zz")}, "run-3")
+    assert store.read_watermarks("api", WH) == {("python", "posts"): (300.0, "t3_100")}
+
+
+def test_watermarks_are_bound_to_the_warehouse_they_were_committed_to(store: StateStore) -> None:
+    other = "postgres:db.internal:5432/reddit/reddit"
+    store.advance_watermarks("dump", WH, {("python", "posts"): (200.0, "t3_b")}, "run-1")
+    store.advance_watermarks("dump", other, {("python", "posts"): (100.0, "t3_a")}, "run-2")
+
+    assert store.read_watermarks("dump", WH) == {("python", "posts"): (200.0, "t3_b")}
+    assert store.read_watermarks("dump", other) == {("python", "posts"): (100.0, "t3_a")}
+    assert store.read_watermarks("dump", "duckdb:/data/new.duckdb") == {}
+    with pytest.raises(ValueError, match="name the warehouse"):
+        store.advance_watermarks("dump", "", {("python", "posts"): (300.0, "t3_c")}, "run-3")
+
+
+def _old_watermarks_table(store: StateStore) -> None:
+    """The table as stores made before destinations had it, with one watermark."""
+    store.con.execute("drop table watermarks")
+    store.con.execute(
+        "create table watermarks (source varchar not null, subreddit varchar not null, "
+        "kind varchar not null, created_utc double precision not null, fullname varchar not "
+        "null, run_id varchar, updated_at timestamp not null, primary key (source, subreddit, "
+        "kind))"
+    )
+    store._execute(
+        "insert into watermarks values ('dump', 'python', 'posts', 200.0, 't3_b', 'r0', %s)",
+        (datetime(2024, 3, 1),),
+    )
+    store.con.commit()
+
+
+def test_an_old_watermarks_table_is_migrated_and_applies_to_no_warehouse(
+    store: StateStore,
+) -> None:
+    _old_watermarks_table(store)
+    store.ensure_schema()  # what opening the store does
+    store.ensure_schema()  # and again: already migrated
+
+    assert store.read_watermarks("dump", WH) == {}
+    assert store.read_watermarks("dump", UNBOUND_DESTINATION) == {
+        ("python", "posts"): (200.0, "t3_b")
+    }
+    store.advance_watermarks("dump", WH, {("python", "posts"): (100.0, "t3_a")}, "run-1")
+    assert store.read_watermarks("dump", WH) == {("python", "posts"): (100.0, "t3_a")}
+
+
+def test_marks_whose_item_the_warehouse_lacks_are_named() -> None:
+    marks = {
+        ("python", "posts"): (1.0, "t3_a"),
+        ("python", "comments"): (1.0, "t1_b"),
+        ("rust", "posts"): (1.0, "t3_c"),
+    }
+    asked: list[tuple[str, list[str]]] = []
+
+    def held(kind: str, fullnames: list[str]) -> set[str]:
+        asked.append((kind, list(fullnames)))
+        return {"t3_a"} if kind == "posts" else set()
+
+    assert marks_not_held(marks, held) == {("python", "comments"), ("rust", "posts")}
+    assert sorted(asked) == [("comments", ["t1_b"]), ("posts", ["t3_a", "t3_c"])]
 
 
 def test_newer_mark_orders_ids_as_base36_numbers() -> None:

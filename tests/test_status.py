@@ -20,6 +20,7 @@ def test_status_prints_lags_runs_and_failures(tmp_path: Path) -> None:
     now = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
     store.advance_watermarks(
         "api",
+        "duckdb:/w.duckdb",
         {
             ("python", "posts"): (now.timestamp() - 2 * 3600, "t3_a"),
             ("rust", "comments"): (now.timestamp() - 30 * 3600, "t1_b"),
@@ -31,9 +32,9 @@ def test_status_prints_lags_runs_and_failures(tmp_path: Path) -> None:
     store.start_run(RunRecord("run-bad", "api"))
     store.finish_run("run-bad", "failed", {}, 0, {}, error="RedditUnavailableError: 503")
 
-    assert [(s, k, round(h, 1)) for _, s, k, h in lags(store, now)] == [
-        ("python", "posts", 2.0),
-        ("rust", "comments", 30.0),
+    assert [(s, k, round(h, 1), d) for _, s, k, h, d in lags(store, now)] == [
+        ("python", "posts", 2.0, "duckdb:/w.duckdb"),
+        ("rust", "comments", 30.0, "duckdb:/w.duckdb"),
     ]
     console = Console(record=True, width=200)
     render(store, console, now=now)
@@ -41,7 +42,7 @@ def test_status_prints_lags_runs_and_failures(tmp_path: Path) -> None:
     store.close()
 
     assert "run-ok" in text and "completed" in text and "42" in text
-    assert "30.0" in text and "2.0" in text
+    assert "30.0" in text and "2.0" in text and "duckdb:/w.duckdb" in text
     assert "run-bad: RedditUnavailableError: 503" in text
 
 
@@ -51,7 +52,9 @@ def test_the_status_command_reads_a_postgresql_state_store(pg_dsn: str, tmp_path
     store = open_postgres_state(pg_dsn)
     try:
         hours_ago = datetime.now(UTC).timestamp() - 5 * 3600
-        store.advance_watermarks("api", {("python", "posts"): (hours_ago, "t3_a")}, "run-ok")
+        store.advance_watermarks(
+            "api", "duckdb:/w.duckdb", {("python", "posts"): (hours_ago, "t3_a")}, "run-ok"
+        )
         store.start_run(RunRecord("run-ok", "api"))
         counts = {"staged": 7, "loaded_new": {"posts": 5}, "loaded_updated": {"posts": 2}}
         store.finish_run("run-ok", "completed", counts, 10, {})

@@ -21,8 +21,9 @@ from tasks.lake import LocalLake
 from tasks.load import TABLE_KEYS, load_duckdb
 from tasks.model import run_models
 from tasks.process import process_batches
+from tasks.scope import RunScope
 from tasks.stage import Window, stage_dump
-from tasks.warehouse_postgres import load_postgres, merge_statements
+from tasks.warehouse_postgres import held_in_postgres, load_postgres, merge_statements
 
 
 def build_sample_curated(lake: LocalLake) -> dict[str, list[str]]:
@@ -135,6 +136,25 @@ def test_a_newer_version_replaces_an_older_one_never_the_reverse(
     # b's null retrieval was replaced by a known one; a's stale version (03-03) was refused;
     # the empty string stayed an empty string and did not become null.
     assert rows == [("a", 9, "x"), ("b", 4, "x")]
+
+
+def test_only_the_scope_s_subreddits_are_merged_into_postgres_and_held_ids_are_found(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    lake = LocalLake(tmp_path / "lake")
+    key = "curated/reddit/posts/dt=2024-03-01/part-0.parquet"
+    rust = {**_post("r", 1, datetime(2024, 3, 2)), "subreddit": "rust", "fullname": "t3_r"}
+    python = {**_post("p", 1, datetime(2024, 3, 2)), "fullname": "t3_p"}
+    _write(lake, key, [rust, python])
+    block = _block(pg_dsn)
+    assert held_in_postgres(block, "posts", ["t3_r"]) == set()  # no table yet
+
+    with block.connect() as connection:
+        scope = RunScope.of(["2024-03-01"], ["rust"])
+        changes = load_postgres(connection, lake, {"posts": [key]}, scope).changes
+
+    assert changes == {"posts": {"rust": (1, 0)}}
+    assert held_in_postgres(block, "posts", ["t3_r", "t3_p"]) == {"t3_r"}
 
 
 def test_a_failed_load_leaves_the_warehouse_as_it_was(pg_dsn: str, tmp_path: Path) -> None:

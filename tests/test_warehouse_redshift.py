@@ -24,6 +24,7 @@ from aws_fixtures import CREDENTIALS, REGION
 
 from tasks.lake import LocalLake
 from tasks.lake_s3 import S3Lake
+from tasks.scope import RunScope
 from tasks.state import RunRecord, open_postgres_state
 from tasks.summary import RunSummary
 from tasks.warehouse_postgres import (
@@ -432,3 +433,21 @@ def _moto_lake(endpoint: str) -> S3Lake:
     return S3Lake.from_params(
         bucket, "prod", endpoint_url=endpoint, region_name=REGION, credentials=CREDENTIALS
     )
+
+
+def test_the_files_rewritten_for_copy_hold_only_the_scope_s_subreddits(tmp_path: Path) -> None:
+    lake = LocalLake(tmp_path / "lake")
+    retrieved = datetime(2024, 3, 2)
+    rows = [
+        {"id": "a", "subreddit": "python", "body": "x", "retrieved_at": retrieved},
+        {"id": "c", "subreddit": "rust", "body": "y", "retrieved_at": retrieved},
+    ]
+    key = _curated(lake, "curated/reddit/comments/dt=2024-03-01/part-0.parquet", rows)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    scope = RunScope.of(["2024-03-01"], ["rust"])
+    prepare_files(lake, "s3://lake", "comments", [key], "r7", work, scope)
+
+    part = lake.local_path(f"{LOAD_PREFIX}/r7/comments/part-00000.parquet")
+    assert pq.read_table(part).column("id").to_pylist() == ["c"]
