@@ -10,14 +10,27 @@ from tasks.reddit_api.errors import (
     RedditAPIError,
     RedditAuthError,
     RedditGaveUpError,
+    RedditRedirectedError,
     RedditUnavailableError,
+    RedditUnreachableError,
+    RedditWaitError,
     RetriableRedditError,
 )
-from tasks.reddit_api.listings import SubredditExtract, extract_api, run_extract
-from tasks.reddit_api.ratelimit import SharedRateLimiter, limiter_for
+from tasks.reddit_api.listings import (
+    GAP_CAP,
+    GAP_ENDED,
+    RejectedItem,
+    Resumed,
+    SubredditExtract,
+    extract_api,
+    run_extract,
+)
+from tasks.reddit_api.ratelimit import SharedRateLimiter, WaitBudget, limiter_for
 from tasks.reddit_api.refresh import posts_to_refresh, refresh_posts
 
 __all__ = [
+    "GAP_CAP",
+    "GAP_ENDED",
     "ClientOptions",
     "GlobalLimitError",
     "GlobalLimitMissingError",
@@ -27,10 +40,16 @@ __all__ = [
     "RedditAuthError",
     "RedditClient",
     "RedditGaveUpError",
+    "RedditRedirectedError",
     "RedditUnavailableError",
+    "RedditUnreachableError",
+    "RedditWaitError",
+    "RejectedItem",
+    "Resumed",
     "RetriableRedditError",
     "SharedRateLimiter",
     "SubredditExtract",
+    "WaitBudget",
     "check_user_agent",
     "credentials_from_env",
     "extract_api",
