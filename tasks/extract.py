@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from pydantic import ValidationError
 
 from tasks import duck, settings
 from tasks.config import PipelineConfig
@@ -34,6 +35,7 @@ from tasks.reddit_api import (
     WaitBudget,
     credentials_from_env,
     fetch_comment_trees,
+    one_line,
     posts_to_refresh,
     refresh_posts,
     run_extract,
@@ -79,7 +81,18 @@ def load_auth(config: PipelineConfig) -> RedditAuth | None:
     if config.reddit_credentials_block:
         from blocks.reddit import RedditCredentials
 
-        return RedditCredentials.load(config.reddit_credentials_block).to_auth()
+        name = config.reddit_credentials_block
+        fields = {f: f"field {f}" for f in RedditCredentials.model_fields}
+        try:
+            return RedditCredentials.load(name).to_auth()
+        except ValidationError as exc:
+            raise ValueError(f"RedditCredentials block {name!r}: {one_line(exc, fields)}") from None
+        except RuntimeError as exc:
+            # Prefect wraps a block that fails validation in a RuntimeError of its own.
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            problem = one_line(exc.__cause__, fields)
+            raise ValueError(f"RedditCredentials block {name!r}: {problem}") from None
     return credentials_from_env(os.environ)
 
 

@@ -2,7 +2,12 @@
 
 from tasks.reddit_api.client import ClientOptions, RedditClient
 from tasks.reddit_api.comment_trees import fetch_comment_trees
-from tasks.reddit_api.credentials import RedditAuth, check_user_agent, credentials_from_env
+from tasks.reddit_api.credentials import (
+    RedditAuth,
+    check_user_agent,
+    credentials_from_env,
+    one_line,
+)
 from tasks.reddit_api.errors import (
     GlobalLimitError,
     GlobalLimitMissingError,
@@ -55,6 +60,7 @@ __all__ = [
     "extract_api",
     "fetch_comment_trees",
     "limiter_for",
+    "one_line",
     "posts_to_refresh",
     "refresh_posts",
     "run_extract",
