@@ -263,12 +263,19 @@ def quarantine_rejected(
 
 
 def resumed_notes(extract: SubredditExtract) -> list[str]:
-    return [
-        f"r/{extract.subreddit} {extract.kind}: the paging anchor {r.vanished} vanished "
-        f"between two pages (deleted or removed); paging resumed after {r.resumed_after}"
-        + (", nothing lost" if extract.gap is None else "")
-        for r in extract.resumed
-    ]
+    notes = []
+    for r in extract.resumed:
+        what = (
+            f"the paging anchor {r.stopped_at} vanished between two pages (deleted or removed)"
+            if r.vanished
+            else f"Reddit ended the listing early at {r.stopped_at}, above the watermark"
+        )
+        lost = ", nothing lost" if extract.gap is None else ""
+        notes.append(
+            f"r/{extract.subreddit} {extract.kind}: {what}; paging resumed after "
+            f"{r.resumed_after}{lost}"
+        )
+    return notes
 
 
 def extract_api_source(

@@ -102,6 +102,7 @@ class FakeReddit:
         # subreddits (as written in the request) redirected to another name.
         self.delete_anchors = 0
         self.delete_pages = 0  # the same, but every item of the page is deleted
+        self.end_early = 0  # pages that say `after: null` though more items follow
         self.swaps: list[tuple[int, int]] = []
         self.spliced: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         self.redirects: dict[str, str] = {}
@@ -370,6 +371,9 @@ class FakeReddit:
         self.stats.listing_items += len(page)
         self.stats.listing_pages.append((len(page), more))
         anchor = page[-1]["data"]["name"] if page and more else None
+        if anchor and self.end_early > 0:
+            self.end_early -= 1
+            return self._respond(request, _listing(page, None, raw=True))
         if anchor and self.delete_anchors > 0:
             self.delete_anchors -= 1
             self.delete(sub, kind, anchor)

@@ -309,7 +309,7 @@ def test_a_vanished_anchor_on_a_first_run_is_resumed_and_every_item_read(
     names = {json.loads(line)["name"] for line in result.lines}
     assert names == {p["name"] for p in posts}, "every post, the deleted one read on page 1"
     [resumed] = result.resumed
-    assert resumed.vanished == posts[-100]["name"]
+    assert resumed.stopped_at == posts[-100]["name"] and resumed.vanished
     assert resumed.resumed_after == posts[-99]["name"]
     assert result.gap is None and not result.holds_watermark
 
@@ -320,6 +320,36 @@ def test_anchors_vanishing_on_every_page_are_each_resumed(reddit: FakeReddit) ->
     result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
     assert {json.loads(line)["name"] for line in result.lines} == {p["name"] for p in posts}
     assert len(result.resumed) >= 8 and result.gap is None
+
+
+def test_a_listing_reddit_ends_above_the_watermark_is_resumed_after_its_last_item(
+    reddit: FakeReddit,
+) -> None:
+    old = reddit.add_posts("python", 50, START)
+    marks = {("python", "posts"): (old[-1]["created_utc"], old[-1]["name"])}
+    new = reddit.add_posts("python", 300, START + 86400)
+    reddit.end_early = 1  # page 1 says the listing ends there
+    result = by_key(
+        extract(reddit, ["python"], kinds=["posts"], watermarks=marks, overlap_seconds=0)
+    )["python", "posts"]
+    assert {json.loads(line)["name"] for line in result.lines} == {p["name"] for p in new}
+    [resumed] = result.resumed
+    assert not resumed.vanished and resumed.stopped_at == resumed.resumed_after
+    assert result.gap is None
+
+
+def test_a_first_run_that_reddit_ends_on_a_full_page_is_resumed(reddit: FakeReddit) -> None:
+    posts = reddit.add_posts("python", 250, START)
+    reddit.end_early = 1
+    result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert {json.loads(line)["name"] for line in result.lines} == {p["name"] for p in posts}
+    assert len(result.resumed) == 1 and result.gap is None
+
+
+def test_a_short_first_listing_costs_one_request(reddit: FakeReddit) -> None:
+    reddit.add_posts("python", 30, START)
+    result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert result.requests == 1 and result.gap is None and not result.resumed
 
 
 def test_a_listing_that_ends_early_and_cannot_be_resumed_holds_its_watermark(

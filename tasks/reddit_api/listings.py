@@ -46,11 +46,13 @@ class RejectedItem:
 
 @dataclass(frozen=True)
 class Resumed:
-    """The `after` anchor vanished between two pages (deleted or removed): Reddit answers an
-    empty page for it, so paging went on from an older item already seen instead."""
+    """Paging went on after an older item already seen, because the `after` anchor vanished
+    between two pages (deleted or removed: Reddit answers an empty page for it), or because
+    Reddit ended the listing above the watermark (`vanished` False)."""
 
-    vanished: str
+    stopped_at: str
     resumed_after: str
+    vanished: bool = True
 
 
 @dataclass
@@ -222,34 +224,42 @@ async def read_listing(
     path = settings.LISTING_PATHS[kind].format(sub=spelled or subreddit)
     pager = _Pager(client, path, THING_KINDS[kind], cursor)
     after: str | None = None
-    resuming: str | None = None  # the anchor that vanished, while paging from an older one
-    unresolved = False
+    resuming: str | None = None  # where the listing stopped, while paging from an older item
+    vanished = unresolved = False
     while True:
         things, next_after = await pager.page(after)
         fresh, older = pager.take(things)
         if resuming is not None:
-            if not things:  # this anchor is gone too: try an older one
+            if not things:  # this anchor is gone too (or nothing follows it): try older
                 after = _next_try(pager, after)
-                unresolved = after is None
                 if after is None:
+                    # Out of tries: items lie beyond a vanished anchor that none could reach;
+                    # after an end Reddit declared, nothing follows its last item.
+                    unresolved = vanished
                     break
                 continue
             if not fresh:
                 break  # only items already read follow the anchor: the listing did end there
-            pager.resumed.append(Resumed(resuming, str(after)))
+            pager.resumed.append(Resumed(resuming, str(after), vanished))
             resuming = None
-        if older or pager.at_cap:
+        if older or pager.at_cap or (things and not fresh):
+            # A page of items all read already means Reddit repeats itself (a stale
+            # `after`): nothing new lies further, and paging on would never end.
             break
         if next_after and things:
             after = next_after
             continue
         # The listing says it ended. A first run's short last page is a real end; an empty
-        # page after an anchor, or an end above the watermark, is worth one more look.
+        # page after an anchor, a full last page, or an end above the watermark is worth
+        # one more look.
         vanished = bool(after) and not things
-        if cursor.reached or not (vanished or cursor.watermark is not None):
+        full = len(things) >= settings.PAGE_SIZE
+        if cursor.reached or not (vanished or full or cursor.watermark is not None):
             break
-        resuming = after or (pager.order[-1] if pager.order else None)
-        pager.tries_left = settings.RESUME_TRIES
+        resuming = after if vanished else (pager.order[-1] if pager.order else None)
+        # After a vanished anchor, older ones may have gone too; after an end Reddit
+        # declared, the last item is still there, and an empty page after it is the end.
+        pager.tries_left = settings.RESUME_TRIES if vanished else 1
         after = _next_try(pager, after if vanished else None)
         if resuming is None or after is None:
             unresolved = vanished
