@@ -161,20 +161,19 @@ class RedditClient:
             await take_global_slot(
                 self.options.global_limit, self.options.global_limit_wait_seconds
             )
+        timeout = self.options.timeout_seconds
         try:
             async with self.limiter.slot(self.budget):
                 if self._refused is not None:
                     # Another coroutine's request was refused a moment ago: sending this one
                     # would only ask for another token with the same bad credentials.
                     raise RedditAuthError(self._refused)
+                timeout = self._timeout()
                 return await asyncio.wait_for(
-                    self._reddit.request(method="GET", path=path, params=params),
-                    self._timeout(),
+                    self._reddit.request(method="GET", path=path, params=params), timeout
                 )
         except TimeoutError:
-            raise NoAnswerError(
-                f"GET {path}: no answer within {self.options.timeout_seconds:g} s"
-            ) from None
+            raise NoAnswerError(f"GET {path}: no answer within {timeout:.3g} s") from None
         except BadJSON:
             raise RetriableRedditError(f"GET {path}: response is not valid JSON") from None
         except RefusedTokenError as exc:
