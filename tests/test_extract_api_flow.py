@@ -435,3 +435,21 @@ def test_a_dead_reddit_url_fails_the_run_within_the_bound_naming_it(
         with pytest.raises(RedditUnreachableError, match=f"nothing answers at {url}"):
             reddit_pipeline(config)
         assert time.monotonic() - started < 20
+
+
+def test_a_short_retry_after_is_waited_and_logged_in_the_run(
+    prefect_api: str,
+    paths: dict[str, Path],
+    reddit: FakeReddit,
+    reddit_env: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reddit.add_posts("python", 30, time.time() - 3600)
+    reddit.inject("429", path="/r/python/new", retry_after=3.5)
+    with caplog.at_level(logging.WARNING):
+        summary = reddit_pipeline(_api_config(reddit, paths))
+    assert summary.status == "completed"
+    assert _count(paths["warehouse_path"], "select count(*) from posts") == 30
+    [line] = [r for r in caplog.records if r.getMessage().startswith("Waiting 4 s: ")]
+    assert "429" in line.getMessage() and "Retry-After: 3.5" in line.getMessage()
+    assert line.name == "prefect.task_runs", "in the extract task's own log"
