@@ -135,7 +135,12 @@ def _run_stages(
         if source.name == "api" and source.auth is not None:
             extracted = extract_api_task(config, source.auth, lake, watermarks, fused)
             summary.stages.extend(extracted.stages)
-            summary.messages.extend(extracted.problems)
+            for problem in extracted.problems:
+                log.warning(problem)
+                summary.messages.append(problem)
+            for note in extracted.notes:
+                log.info(note)
+                summary.messages.append(note)
             for gap in extracted.gaps:
                 log.warning(gap.message())
                 summary.messages.append(gap.message())

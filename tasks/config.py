@@ -109,6 +109,23 @@ class PipelineConfig(BaseModel):
         description="Longest wait for one slot of reddit_rate_limit before the run fails "
         "(other workers hold the slots); at most 1 hour.",
     )
+    reddit_max_wait: timedelta = Field(
+        timedelta(minutes=5),
+        gt=timedelta(0),
+        description="Longest single wait Reddit may impose (Retry-After, a used-up rate-limit "
+        "window) before the run fails naming the server's demand; longer waits are logged.",
+    )
+    reddit_total_wait: timedelta = Field(
+        timedelta(minutes=30),
+        gt=timedelta(0),
+        description="Longest time all of a run's waits for Reddit may take together.",
+    )
+    reddit_unreachable_after: timedelta = Field(
+        timedelta(seconds=60),
+        gt=timedelta(0),
+        description="A Reddit URL that has not answered once in this long fails the run, "
+        "naming the URL (a wrong --reddit-url, or no network).",
+    )
     comment_tree_posts: list[str] = Field(
         default_factory=list,
         description="API source: posts (id or t3_ fullname) whose whole comment trees are read "

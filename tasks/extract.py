@@ -7,6 +7,7 @@ then staged through the same classifier, so quarantine, filters and raw keys beh
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
 import time
@@ -17,18 +18,24 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from pydantic import ValidationError
 
 from tasks import duck, settings
 from tasks.config import PipelineConfig
 from tasks.lake import Lake, readable_path
 from tasks.process import batch_of
 from tasks.reddit_api import (
+    GAP_CAP,
     ClientOptions,
     RedditAuth,
     RedditAuthError,
+    RedditUnreachableError,
+    RedditWaitError,
     SubredditExtract,
+    WaitBudget,
     credentials_from_env,
     fetch_comment_trees,
+    one_line,
     posts_to_refresh,
     refresh_posts,
     run_extract,
@@ -74,7 +81,18 @@ def load_auth(config: PipelineConfig) -> RedditAuth | None:
     if config.reddit_credentials_block:
         from blocks.reddit import RedditCredentials
 
-        return RedditCredentials.load(config.reddit_credentials_block).to_auth()
+        name = config.reddit_credentials_block
+        fields = {f: f"field {f}" for f in RedditCredentials.model_fields}
+        try:
+            return RedditCredentials.load(name).to_auth()
+        except ValidationError as exc:
+            raise ValueError(f"RedditCredentials block {name!r}: {one_line(exc, fields)}") from None
+        except RuntimeError as exc:
+            # Prefect wraps a block that fails validation in a RuntimeError of its own.
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            problem = one_line(exc.__cause__, fields)
+            raise ValueError(f"RedditCredentials block {name!r}: {problem}") from None
     return credentials_from_env(os.environ)
 
 
@@ -125,63 +143,139 @@ def recent_posts(
 
 @dataclass(frozen=True)
 class ListingGap:
-    """A listing that ended before the last run's watermark: Reddit's listings stop at about
-    1000 items, so a busy subreddit read too rarely loses the items between."""
+    """A listing that fell short: it stopped at Reddit's ~1000-item cap before the last run's
+    watermark (reason GAP_CAP: a busy subreddit read too rarely, and only a dump can fill the
+    gap), or it ended early below the cap and could not be resumed (GAP_ENDED: the watermark
+    stays, so the next run reads the same span again)."""
 
     subreddit: str
     kind: str
+    reason: str
     items_read: int
-    since_utc: float  # the watermark: items up to it were read by an earlier run
-    until_utc: float  # the oldest item this run read
+    since_utc: float | None  # the watermark: items up to it were read by an earlier run
+    until_utc: float | None  # the oldest item this run read
 
     @classmethod
     def of(cls, extract: SubredditExtract) -> ListingGap | None:
-        if not extract.ended_early or extract.oldest_read is None:
+        if extract.gap is None:
             return None
-        assert extract.watermark_utc is not None
         return cls(
             extract.subreddit,
             extract.kind,
+            extract.gap,
             extract.items_paged,
             extract.watermark_utc,
             extract.oldest_read,
         )
 
     def message(self) -> str:
-        since, until = _iso(self.since_utc), _iso(self.until_utc)
+        since = _iso(self.since_utc) if self.since_utc is not None else None
+        until = _iso(self.until_utc) if self.until_utc is not None else _iso(time.time())
+        where = f"r/{self.subreddit} {self.kind}: the listing ended after {self.items_read} items"
+        if self.reason == GAP_CAP:
+            return (
+                f"{where} (Reddit's ~1000-item cap) before reaching the last run's watermark; "
+                f"items created between {since} and {until} may be missed: backfill that "
+                f"window from a dump (--source dump --subreddit {self.subreddit} --since "
+                f"{since} --until {until}) and run more often"
+            )
+        reached = "the last run's watermark" if since else "its end (no watermark yet)"
         return (
-            f"r/{self.subreddit} {self.kind}: the listing ended after {self.items_read} items "
-            "(Reddit's ~1000-item cap) before reaching the last run's watermark; items created "
-            f"between {since} and {until} may be missed: backfill that window from a dump "
-            f"(--source dump --subreddit {self.subreddit} --since {since} --until {until}) "
-            "and run more often"
+            f"{where}, below Reddit's ~1000-item cap, without reaching {reached}, and could "
+            f"not be resumed; items created {f'between {since} and' if since else 'before'} "
+            f"{until} may be missing. Its watermark stays where it was, so the next run reads "
+            "them again"
         )
 
     def row(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "subreddit": self.subreddit,
+            "reason": "listing cap" if self.reason == GAP_CAP else "ended early",
             "items_read": self.items_read,
-            "may_miss_from": _iso(self.since_utc),
-            "may_miss_until": _iso(self.until_utc),
+            "may_miss_from": _iso(self.since_utc) if self.since_utc is not None else None,
+            "may_miss_until": _iso(self.until_utc) if self.until_utc is not None else None,
         }
 
 
 @dataclass
 class ApiExtract:
-    """What the API source staged, the subreddits it could not read, and the listings that
-    ended before their watermark."""
+    """What the API source staged, the subreddits it could not read (one line per subreddit
+    and reason, naming the kinds), the listings that fell short, and the listings whose
+    paging anchor vanished and was resumed (notes)."""
 
     stages: list[StageResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     gaps: list[ListingGap] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def client_options(config: PipelineConfig) -> ClientOptions:
+def client_options(config: PipelineConfig, budget: WaitBudget | None = None) -> ClientOptions:
     return ClientOptions(
         global_limit=config.reddit_rate_limit,
         global_limit_wait_seconds=config.reddit_rate_limit_wait.total_seconds(),
+        max_wait_seconds=config.reddit_max_wait.total_seconds(),
+        total_wait_seconds=config.reddit_total_wait.total_seconds(),
+        budget=budget,
+        unreachable_after_seconds=config.reddit_unreachable_after.total_seconds(),
     )
+
+
+def unavailable_problems(extracts: list[SubredditExtract]) -> list[str]:
+    """One line per unreadable subreddit and reason, naming its kinds: a missing subreddit
+    fails for posts and comments alike, and two identical lines would hide which is which."""
+    kinds: dict[tuple[str, str], list[str]] = {}
+    for extract in extracts:
+        if extract.unavailable:
+            kinds.setdefault((extract.subreddit, extract.unavailable), []).append(extract.kind)
+    return [
+        f"r/{subreddit} ({' and '.join(names)}): {reason}"
+        for (subreddit, reason), names in kinds.items()
+    ]
+
+
+def quarantine_rejected(
+    extract: SubredditExtract, staged: StageResult, lake: Lake, batch: str
+) -> None:
+    """Items a listing could not keep go to quarantine like bad dump lines (same folder and
+    fields, plus kind, subreddit and fullname), counted in the listing's StageResult."""
+    if not extract.rejected:
+        return
+    entries = [
+        json.dumps(
+            {
+                "file": staged.source_file,
+                "line": item.position,
+                "reason": item.reason,
+                "raw": item.raw,
+                "kind": extract.kind,
+                "subreddit": extract.subreddit,
+                "fullname": item.fullname,
+            },
+            ensure_ascii=False,
+        )
+        for item in extract.rejected
+    ]
+    key = f"{settings.QUARANTINE_PREFIX}/{extract.kind}/{batch}.ndjson"
+    lake.put_bytes(key, ("\n".join(entries) + "\n").encode())
+    staged.quarantined += len(entries)
+    staged.quarantine_reasons.update(item.reason for item in extract.rejected)
+
+
+def resumed_notes(extract: SubredditExtract) -> list[str]:
+    notes = []
+    for r in extract.resumed:
+        what = (
+            f"the paging anchor {r.stopped_at} vanished between two pages (deleted or removed)"
+            if r.vanished
+            else f"Reddit ended the listing early at {r.stopped_at}, above the watermark"
+        )
+        lost = ", nothing lost" if extract.gap is None else ""
+        notes.append(
+            f"r/{extract.subreddit} {extract.kind}: {what}; paging resumed after "
+            f"{r.resumed_after}{lost}"
+        )
+    return notes
 
 
 def extract_api_source(
@@ -194,9 +288,14 @@ def extract_api_source(
     """New posts and comments of every subreddit, the chosen comment trees, then the refresh
     of recent posts; every part is staged (and processed, with `process`) as raw batches.
 
-    Each part opens its own client, and all of them share the one limiter of this client id.
+    Each part opens its own client, and all of them share the one limiter of this client id
+    and the run's one budget of waits.
     """
     retrieved = int(time.time())
+    budget = WaitBudget(
+        config.reddit_max_wait.total_seconds(), config.reddit_total_wait.total_seconds()
+    )
+    options = client_options(config, budget)
     extracts = run_extract(
         auth,
         config.subreddits,
@@ -204,10 +303,14 @@ def extract_api_source(
         watermarks,
         overlap_seconds=config.overlap.total_seconds(),
         base_url=config.reddit_base_url,
-        options=client_options(config),
+        options=options,
     )
+    result = ApiExtract(problems=unavailable_problems(extracts))
+    if extracts and all(extract.error for extract in extracts):
+        raise NothingReadableError(
+            "no subreddit could be read: " + "; ".join(result.problems) + ". Check the names"
+        )
     window = Window(tuple(config.subreddits), config.since, config.until)
-    result = ApiExtract()
 
     def stage(lines: list[bytes], kind: str, batch: str) -> StageResult:
         staged = stage_records(lines, kind, batch, batch, lake, window, config.raw_codec, process)
@@ -216,18 +319,26 @@ def extract_api_source(
 
     for extract in extracts:
         if extract.error:
-            result.problems.append(extract.error)
             continue
         if gap := ListingGap.of(extract):
             result.gaps.append(gap)
-        stage(extract.lines, extract.kind, api_batch_id(extract.kind, extract.subreddit, retrieved))
+        result.notes.extend(resumed_notes(extract))
+        staged = stage(
+            extract.lines, extract.kind, api_batch_id(extract.kind, extract.subreddit, retrieved)
+        )
+        rejected = api_batch_id(extract.kind, extract.subreddit, retrieved, "rejected")
+        quarantine_rejected(extract, staged, lake, rejected)
+        if extract.holds_watermark:
+            # The listing ended early and could not be resumed: what it missed lies between
+            # the old watermark and what it read, so the watermark must not move past it.
+            staged.newest.clear()
     if config.comment_tree_posts:
         trees = asyncio.run(
             fetch_comment_trees(
                 auth,
                 config.comment_tree_posts,
                 base_url=config.reddit_base_url,
-                options=client_options(config),
+                options=options,
             )
         )
         for fullname, lines in trees.items():
@@ -244,12 +355,15 @@ def extract_api_source(
         )
         if names:
             lines = asyncio.run(
-                refresh_posts(
-                    auth, names, base_url=config.reddit_base_url, options=client_options(config)
-                )
+                refresh_posts(auth, names, base_url=config.reddit_base_url, options=options)
             )
             stage(lines, "posts", api_batch_id("posts", "all", int(time.time()), part="refresh"))
     return result
+
+
+class NothingReadableError(ValueError):
+    """Every subreddit of the run is missing, private, banned or redirected: a run that read
+    nothing must not end Completed with "nothing new"; a ValueError, so it is not retried."""
 
 
 def _iso(timestamp: float) -> str:
@@ -258,10 +372,14 @@ def _iso(timestamp: float) -> str:
 
 def _retry_unless_only_the_user_can_fix_it(_task: Any, _run: Any, state: Any) -> bool:
     """Retry what time may fix (the client's own retries ran out on 5xx, timeouts, 429s), not
-    refused credentials or a bad name or option: a retry would only repeat the same refusal
-    30 s later, and with credentials a second token request."""
+    refused credentials, a bad name or option, a URL that never answered, or a wait Reddit
+    demanded beyond the bounds: a retry would only repeat the same failure 30 s later (with
+    credentials, another token request; with a wait, another long wait)."""
     error = state.result(raise_on_failure=False)
-    return not isinstance(error, RedditAuthError | ValueError | TypeError)
+    return not isinstance(
+        error,
+        RedditAuthError | RedditWaitError | RedditUnreachableError | ValueError | TypeError,
+    )
 
 
 @task(

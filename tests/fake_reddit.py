@@ -13,9 +13,12 @@ import asyncio
 import base64
 import json
 import math
+import socket
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,11 +47,16 @@ UNAVAILABLE = {
 class Fault:
     """The next `times` requests whose path contains `path` get this fault instead."""
 
-    kind: str  # "429", "500", "503", "hang", "truncated", "malformed"
+    # "429", "500", "503", "hang", "truncated", "malformed"; "401": 401 without a
+    # www-authenticate header; "exhausted": a normal answer whose headers say the window is
+    # used up (X-Ratelimit-Remaining 0) and resets in `reset` seconds.
+    kind: str
     path: str = ""
     times: int = 1
     retry_after: float = 1.0
     hang_seconds: float = 2.0
+    reset: float = 600.0
+    skip: int = 0  # let this many matching requests through first
 
 
 @dataclass
@@ -88,6 +96,16 @@ class FakeReddit:
         self.subreddits: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self.unavailable: dict[str, str] = {}
         self.comments_by_post: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Listing switches. Pages after which their `after` anchor is deleted (before the
+        # next page is asked for); listing positions swapped (items moved across pages);
+        # raw children spliced in at listing positions (malformed items, `more` stubs);
+        # subreddits (as written in the request) redirected to another name.
+        self.delete_anchors = 0
+        self.delete_pages = 0  # the same, but every item of the page is deleted
+        self.end_early = 0  # pages that say `after: null` though more items follow
+        self.swaps: list[tuple[int, int]] = []
+        self.spliced: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        self.redirects: dict[str, str] = {}
         self.first_page = 20  # comments rendered by /comments/{id}; the rest are `more`
         self.max_depth = 4  # deeper replies hide behind "continue this thread"
         self._next_id = 36**5
@@ -173,6 +191,41 @@ class FakeReddit:
         """What the listing can show: newest first, capped like Reddit's."""
         return self.subreddits[sub.lower()][kind][:LISTING_CAP]
 
+    def splice(self, sub: str, kind: str, position: int, problem: str) -> dict[str, Any]:
+        """Serve a bad child at `position` of a listing: 'missing_created', 'null_created',
+        'text_created' (not a number), 'more' (a `more` stub) or 'string_score' (a good item
+        whose score is a string). Returns the child."""
+        prefix = "t3" if kind == "posts" else "t1"
+        id_ = self.new_id()
+        data = make_post(sub, id_, 1_700_000_000.0, position)
+        if kind == "comments":
+            data = {**data, "name": f"t1_{id_}"}
+        if problem == "missing_created":
+            del data["created_utc"]
+        elif problem == "null_created":
+            data["created_utc"] = None
+        elif problem == "text_created":
+            data["created_utc"] = "yesterday"
+        elif problem == "string_score":
+            data["score"] = "12"
+        child = {"kind": prefix, "data": data}
+        if problem == "more":
+            child = _more(id_, f"t3_{id_}", [self.new_id(), self.new_id()])
+        self.spliced[sub.lower(), kind].append((position, child))
+        return child
+
+    def served(self, sub: str, kind: str) -> list[dict[str, Any]]:
+        """The listing as served, children with their kind: content, then swaps, then the
+        spliced children."""
+        prefix = "t3" if kind == "posts" else "t1"
+        items = [{"kind": prefix, "data": d} for d in self.content(sub, kind)]
+        for i, j in self.swaps:
+            if max(i, j) < len(items):
+                items[i], items[j] = items[j], items[i]
+        for position, child in sorted(self.spliced[sub.lower(), kind], key=lambda pc: pc[0]):
+            items.insert(min(position, len(items)), child)
+        return items
+
     def inject(self, kind: str, path: str = "", times: int = 1, **kwargs: float) -> None:
         self.faults.append(Fault(kind=kind, path=path, times=times, **kwargs))
 
@@ -210,6 +263,10 @@ class FakeReddit:
                 {"message": "Too Many Requests", "error": 429}, status=429, headers=headers
             )
         fault = self._take_fault(request.path)
+        if fault is not None and fault.kind == "exhausted":
+            headers = {**headers, "x-ratelimit-remaining": "0.0"}
+            headers["x-ratelimit-reset"] = f"{fault.reset:.0f}"
+            fault = None
         if fault is None:
             request[RATELIMIT] = headers
             return None
@@ -238,6 +295,9 @@ class FakeReddit:
         with self._lock:
             for fault in self.faults:
                 if fault.times > 0 and fault.path in path:
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.times -= 1
                     return fault
         return None
@@ -251,6 +311,10 @@ class FakeReddit:
             return web.json_response(
                 {"message": "Too Many Requests", "error": 429}, status=429, headers=retry
             )
+        if fault.kind == "401":
+            # What Reddit sends for some refusals: no www-authenticate header, which
+            # asyncprawcore's error mapping turns into KeyError(401).
+            return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
         if fault.kind in ("500", "503"):
             return web.json_response(
                 {"message": "Server Error", "error": int(fault.kind)},
@@ -286,28 +350,44 @@ class FakeReddit:
             return blocked
         sub = request.match_info["sub"].lower()
         headers = request[RATELIMIT]
+        listing = request.path.rstrip("/").rsplit("/", 1)[1]
+        if (target := self.redirects.get(request.match_info["sub"])) is not None:
+            raise web.HTTPFound(f"/r/{target}/{listing}", headers=headers)
         if sub in self.unavailable:
             status, body = UNAVAILABLE[self.unavailable[sub]]
             return web.json_response(body, status=status, headers=headers)
         if sub not in self.subreddits:
             raise web.HTTPFound(f"/subreddits/search?q={sub}", headers=headers)
-        kind = "posts" if request.path.rstrip("/").endswith("/new") else "comments"
-        items = self.content(sub, kind)
+        kind = "posts" if listing == "new" else "comments"
+        items = self.served(sub, kind)
         limit = min(100, int(request.query.get("limit", 25)))
         start = 0
         if after := request.query.get("after"):
-            names = [d["name"] for d in items]
+            names = [c["data"].get("name") for c in items]
             start = names.index(after) + 1 if after in names else len(items)
         page = items[start : start + limit]
         more = start + limit < len(items)
         self.stats.listing_requests += 1
         self.stats.listing_items += len(page)
         self.stats.listing_pages.append((len(page), more))
-        prefix = "t3" if kind == "posts" else "t1"
-        return self._respond(
-            request,
-            _listing([(prefix, d) for d in page], page[-1]["name"] if page and more else None),
-        )
+        anchor = page[-1]["data"]["name"] if page and more else None
+        if anchor and self.end_early > 0:
+            self.end_early -= 1
+            return self._respond(request, _listing(page, None, raw=True))
+        if anchor and self.delete_anchors > 0:
+            self.delete_anchors -= 1
+            self.delete(sub, kind, anchor)
+        if anchor and self.delete_pages > 0:
+            self.delete_pages -= 1
+            for child in page:
+                self.delete(sub, kind, child["data"]["name"])
+        return self._respond(request, _listing(page, anchor, raw=True))
+
+    def delete(self, sub: str, kind: str, name: str) -> None:
+        """Remove an item from its listing, as a deletion by its author does."""
+        with self._lock:
+            listing = self.subreddits[sub.lower()][kind]
+            listing[:] = [d for d in listing if d["name"] != name]
 
     async def _search(self, request: web.Request) -> web.Response:
         return web.json_response(_listing([], None))
@@ -484,6 +564,41 @@ def _basic_auth(request: web.Request) -> tuple[str, str] | None:
 
 def _dumps(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False)
+
+
+@contextmanager
+def silent_host() -> Iterator[str]:
+    """A URL whose host accepts connections and never answers (a hung proxy, a firewall
+    that swallows packets): only a timeout ends a request to it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with suppress(TimeoutError, OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def dead_url() -> str:
+    """A URL where nothing listens: a port that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
 # ---- helpers for the tests of tasks.reddit_api -------------------------------------------------

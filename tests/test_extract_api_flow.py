@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,13 +12,14 @@ from pathlib import Path
 import duckdb
 import psycopg
 import pytest
-from fake_reddit import USER_AGENT, FakeReddit
+from fake_reddit import USER_AGENT, FakeReddit, dead_url, silent_host
 from helpers import path_args, run_cli
 
 from flows.main import reddit_pipeline
 from tasks.config import PipelineConfig
 from tasks.db_pool import close_pools
-from tasks.state import StateLockedError, _lock_key
+from tasks.reddit_api import RedditUnreachableError, RedditWaitError
+from tasks.state import StateLockedError, _lock_key, open_duckdb_state
 
 pytestmark = pytest.mark.e2e
 
@@ -154,6 +157,7 @@ def test_a_listing_cut_by_the_cap_before_the_watermark_is_reported_with_the_wind
     assert gap == {
         "kind": "posts",
         "subreddit": "python",
+        "reason": "listing cap",
         "items_read": 1000,
         "may_miss_from": _iso(old[-1]["created_utc"]),
         "may_miss_until": _iso(new[100]["created_utc"]),
@@ -246,3 +250,206 @@ def test_api_run_keeps_its_state_in_postgres_and_a_busy_subreddit_stops_clearly(
         statuses = con.execute("select status from pipeline_runs order by started_at").fetchall()
     assert statuses == [("completed",), ("completed",), ("failed",)]
     assert _count(paths["warehouse_path"], "select count(*) from posts") == 57
+
+
+def _api_config(reddit: FakeReddit, paths: dict[str, Path], **fields: object) -> PipelineConfig:
+    values: dict[str, object] = {
+        "source": "api",
+        "subreddits": ["python"],
+        "reddit_base_url": reddit.url,
+        "refresh_max_age": timedelta(0),
+        **paths,
+    }
+    values.update(fields)
+    return PipelineConfig(**values)
+
+
+def _marks(paths: dict[str, Path]) -> dict[tuple[str, str], tuple[float, str]]:
+    state = open_duckdb_state(paths["state_path"])
+    try:
+        return state.read_watermarks("api")
+    finally:
+        state.close()
+
+
+def test_a_vanished_paging_anchor_on_a_first_run_and_a_full_refresh_loses_no_post(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    reddit.add_posts("python", 400, time.time() - 7200, step=10)
+    reddit.delete_anchors = 1  # the last post of page 1 is deleted before page 2 is read
+    first = reddit_pipeline(_api_config(reddit, paths))
+    assert _count(paths["warehouse_path"], "select count(*) from posts") == 400
+    assert not first.listing_gaps
+    assert any("vanished" in m and "nothing lost" in m for m in first.messages)
+
+    reddit.add_posts("python", 50, time.time() - 600, step=1)
+    reddit.delete_anchors = 2
+    again = reddit_pipeline(_api_config(reddit, paths, full_refresh=True))
+    assert _count(paths["warehouse_path"], "select count(*) from posts") == 450
+    assert not again.listing_gaps
+    assert sum("vanished" in m for m in again.messages) == 2
+
+
+def test_an_incremental_run_over_pages_with_moved_items_loads_every_new_post(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    reddit.add_posts("python", 300, time.time() - 86400, step=10)
+    config = _api_config(reddit, paths, overlap=timedelta(0))
+    reddit_pipeline(config)
+    reddit.add_posts("python", 250, time.time() - 3600, step=10)
+    reddit.swaps = [(10, 300), (60, 420), (150, 500)]
+    second = reddit_pipeline(config)
+    assert second.load is not None and second.load.inserted_totals()["posts"] == 250
+    assert _count(paths["warehouse_path"], "select count(*) from posts") == 550
+
+
+def test_a_listing_that_ended_early_keeps_its_watermark_until_a_run_reads_the_gap(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    old = reddit.add_posts("python", 50, time.time() - 86400, step=10)
+    config = _api_config(reddit, paths, overlap=timedelta(0))
+    reddit_pipeline(config)
+    assert _marks(paths)["python", "posts"] == (old[-1]["created_utc"], old[-1]["name"])
+
+    new = reddit.add_posts("python", 400, time.time() - 7200, step=10)
+    reddit.delete_pages = 1  # the newest page is deleted once read: no anchor resumes
+    short = reddit_pipeline(config)
+    [gap] = short.listing_gaps
+    assert gap["reason"] == "ended early" and gap["items_read"] == 100
+    assert any("watermark stays" in m for m in short.messages)
+    assert _marks(paths)["python", "posts"] == (old[-1]["created_utc"], old[-1]["name"])
+
+    healed = reddit_pipeline(config)
+    assert not healed.listing_gaps
+    assert _count(paths["warehouse_path"], "select count(*) from posts") == 50 + 400
+    # The 100 newest were deleted once read (by run 2): the newest left is the mark.
+    assert _marks(paths)["python", "posts"] == (new[-101]["created_utc"], new[-101]["name"])
+
+
+def test_malformed_api_items_are_quarantined_and_counted_while_the_rest_load(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    reddit.add_posts("python", 150, time.time() - 7200, step=10)
+    bad = [
+        reddit.splice("python", "posts", 20, "missing_created"),
+        reddit.splice("python", "posts", 120, "null_created"),
+        reddit.splice("python", "posts", 130, "text_created"),
+        reddit.splice("python", "posts", 140, "more"),
+    ]
+    summary = reddit_pipeline(_api_config(reddit, paths))
+    assert summary.status == "completed"
+    assert _count(paths["warehouse_path"], "select count(*) from posts") == 150
+    assert summary.quarantined == 4
+    assert summary.counts()["quarantine_reasons"] == {
+        "missing created_utc": 1,
+        "null created_utc": 1,
+        "non-numeric created_utc": 1,
+        "a 'more' stub, not an item": 1,
+    }
+    [key] = [
+        k
+        for k in (paths["lake_dir"] / "quarantine/reddit/posts").iterdir()
+        if "-rejected-" in k.name
+    ]
+    records = [json.loads(line) for line in key.read_text().splitlines()]
+    assert [r["fullname"] for r in records] == [b["data"]["name"] for b in bad]
+    assert {r["subreddit"] for r in records} == {"python"}
+    assert {r["kind"] for r in records} == {"posts"}
+    assert [json.loads(r["raw"]) for r in records] == bad
+    assert all({"file", "line", "reason"} <= r.keys() for r in records)
+
+
+def test_unavailable_subreddits_are_warned_once_each_and_a_run_reading_none_fails(
+    prefect_api: str,
+    paths: dict[str, Path],
+    reddit: FakeReddit,
+    reddit_env: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reddit.add_posts("python", 20, time.time() - 7200, step=10)
+    reddit.unavailable["hidden"] = "private"
+    reddit.add_subreddit("hidden")
+    config = _api_config(reddit, paths, subreddits=["python", "hidden", "nosuchsub"])
+    with caplog.at_level(logging.WARNING):
+        summary = reddit_pipeline(config)
+    problems = [m for m in summary.messages if "r/hidden" in m or "r/nosuchsub" in m]
+    assert problems == [
+        "r/hidden (posts and comments): subreddit is private (403)",
+        "r/nosuchsub (posts and comments): subreddit not found (Reddit redirects to its "
+        "search) (302)",
+    ]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert all(sum(p == w for w in warned) == 1 for p in problems)
+
+    nothing = _api_config(reddit, paths, subreddits=["hidden", "nosuchsub"])
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"no subreddit could be read: r/hidden .*private"):
+        reddit_pipeline(nothing)
+    assert time.monotonic() - started < 30, "not retried: the names will not appear in 30 s"
+
+
+def test_a_persistent_401_fails_the_cli_in_seconds_with_one_line_and_two_tokens_at_most(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    reddit.add_posts("python", 3, time.time() - 3600)
+    reddit.inject("401", path="/r/python", times=10_000)
+    started = time.monotonic()
+    result = run_cli(
+        ["--source", "api", "--subreddit", "python", "--reddit-url", reddit.url, *path_args(paths)],
+        prefect_api,
+        env=reddit_env,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert time.monotonic() - started < 60, result.stderr[-5000:]
+    assert reddit.stats.token_requests <= 2
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error: the run failed")]
+    assert "RedditAuthError" in line and "REDDIT_CLIENT_SECRET" in line and "401" in line
+
+
+def test_a_retry_after_of_an_hour_fails_the_run_naming_it_and_is_not_retried(
+    prefect_api: str, paths: dict[str, Path], reddit: FakeReddit, reddit_env: dict[str, str]
+) -> None:
+    reddit.add_posts("python", 3, time.time() - 3600)
+    reddit.inject("429", path="/r/python/new", times=100, retry_after=3600)
+    started = time.monotonic()
+    with pytest.raises(RedditWaitError, match=r"Retry-After: 3600.*reddit_max_wait"):
+        reddit_pipeline(_api_config(reddit, paths, reddit_max_wait=timedelta(seconds=5)))
+    assert time.monotonic() - started < 30
+    assert reddit.stats.rate_limited == 1
+
+
+@pytest.mark.parametrize("where", ["nothing listening", "never answers"])
+def test_a_dead_reddit_url_fails_the_run_within_the_bound_naming_it(
+    prefect_api: str,
+    paths: dict[str, Path],
+    reddit: FakeReddit,
+    reddit_env: dict[str, str],
+    where: str,
+) -> None:
+    with silent_host() as silent:
+        url = dead_url() if where == "nothing listening" else silent
+        config = _api_config(
+            reddit, paths, reddit_base_url=url, reddit_unreachable_after=timedelta(seconds=2)
+        )
+        started = time.monotonic()
+        with pytest.raises(RedditUnreachableError, match=f"nothing answers at {url}"):
+            reddit_pipeline(config)
+        assert time.monotonic() - started < 20
+
+
+def test_a_short_retry_after_is_waited_and_logged_in_the_run(
+    prefect_api: str,
+    paths: dict[str, Path],
+    reddit: FakeReddit,
+    reddit_env: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reddit.add_posts("python", 30, time.time() - 3600)
+    reddit.inject("429", path="/r/python/new", retry_after=3.5)
+    with caplog.at_level(logging.WARNING):
+        summary = reddit_pipeline(_api_config(reddit, paths))
+    assert summary.status == "completed"
+    assert _count(paths["warehouse_path"], "select count(*) from posts") == 30
+    [line] = [r for r in caplog.records if r.getMessage().startswith("Waiting 4 s: ")]
+    assert "429" in line.getMessage() and "Retry-After: 3.5" in line.getMessage()
+    assert line.name == "prefect.task_runs", "in the extract task's own log"

@@ -93,3 +93,42 @@ def test_block_converts_to_auth_that_names_the_block() -> None:
 def test_block_refuses_a_placeholder_user_agent() -> None:
     with pytest.raises(ValidationError, match="placeholder"):
         RedditCredentials(client_id="abc", client_secret=SECRET, user_agent="changeme")
+
+
+def test_a_placeholder_user_agent_in_the_environment_is_one_line_naming_the_variable() -> None:
+    env = {"REDDIT_CLIENT_ID": "abc", "REDDIT_CLIENT_SECRET": SECRET, "REDDIT_USER_AGENT": "x"}
+    for user_agent in ("changeme", "python-requests/2.31"):
+        with pytest.raises(ValueError) as caught:
+            credentials_from_env({**env, "REDDIT_USER_AGENT": user_agent})
+        message = str(caught.value)
+        assert message.startswith("REDDIT_USER_AGENT: the Reddit user agent")
+        assert "\n" not in message and SECRET not in message
+
+
+def test_a_saved_block_with_a_placeholder_user_agent_is_one_line_naming_its_field(
+    prefect_api: str,
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from tasks.config import PipelineConfig
+    from tasks.extract import load_auth
+
+    block = RedditCredentials(client_id="abc", client_secret=SECRET, user_agent=GOOD_UA)
+    block.save("reddit-placeholder-ua", overwrite=True)
+
+    async def set_placeholder() -> None:
+        async with get_client() as client:
+            document = await client.read_block_document_by_name(
+                "reddit-placeholder-ua", "reddit-credentials"
+            )
+            document.data["user_agent"] = "changeme"
+            await client.update_block_document(document.id, document)
+
+    import asyncio
+
+    asyncio.run(set_placeholder())
+    with pytest.raises(ValueError) as caught:
+        load_auth(PipelineConfig(reddit_credentials_block="reddit-placeholder-ua"))
+    message = str(caught.value)
+    assert message.startswith("RedditCredentials block 'reddit-placeholder-ua': field user_agent")
+    assert "\n" not in message and SECRET not in message

@@ -136,7 +136,9 @@ def test_second_run_from_watermark_reads_only_new_items(reddit: FakeReddit) -> N
     second = by_key(extract(reddit, ["python"], watermarks=marks, overlap_seconds=0))
     assert_exactly(second["python", "posts"], new_posts)
     assert_exactly(second["python", "comments"], [])
-    assert reddit.stats.api_requests - before == 2
+    # Posts: the page with the new ones, then one wholly older page to be sure (pages can
+    # hold items moved from others); comments: one page, all older.
+    assert reddit.stats.api_requests - before == 3
     assert second["python", "posts"].newest == (new_posts[-1]["created_utc"], new_posts[-1]["name"])
 
 
@@ -160,7 +162,7 @@ def test_late_item_inside_the_overlap_is_picked_up_by_the_next_run(reddit: FakeR
         d for d in reddit.content("python", "posts") if d["created_utc"] > first.newest[0] - 600
     ]
     assert_exactly(second, in_overlap)
-    assert second.requests == 1
+    assert second.requests == 2  # the page reaching the floor, then a wholly older one
 
 
 def test_missing_private_banned_and_quarantined_subreddits_are_reported_while_others_go_on(
@@ -174,11 +176,11 @@ def test_missing_private_banned_and_quarantined_subreddits_are_reported_while_ot
         extract(reddit, ["python", "hidden", "gone", "edgy", "nosuchsub"], kinds=["posts"])
     )
     assert_exactly(results["python", "posts"], reddit.content("python", "posts"))
-    assert results["hidden", "posts"].error == "r/hidden: subreddit is private (403)"
-    assert results["gone", "posts"].error == "r/gone: subreddit is banned (404)"
-    assert results["edgy", "posts"].error == "r/edgy: subreddit is quarantined (403)"
+    assert results["hidden", "posts"].error == "r/hidden posts: subreddit is private (403)"
+    assert results["gone", "posts"].error == "r/gone posts: subreddit is banned (404)"
+    assert results["edgy", "posts"].error == "r/edgy posts: subreddit is quarantined (403)"
     error = results["nosuchsub", "posts"].error
-    assert error is not None and error.startswith("r/nosuchsub: subreddit not found")
+    assert error is not None and error.startswith("r/nosuchsub posts: subreddit not found")
     assert all(results[s, "posts"].lines == [] for s in ("hidden", "gone", "edgy", "nosuchsub"))
 
 
@@ -263,3 +265,143 @@ def test_run_extract_is_a_synchronous_entry_point(reddit: FakeReddit) -> None:
         auth_for(reddit), ["python"], ["posts"], {}, base_url=reddit.url, options=fast_options()
     )
     assert_exactly(results[0], reddit.content("python", "posts"))
+
+
+@pytest.mark.parametrize(
+    ("problem", "reason"),
+    [
+        ("missing_created", "missing created_utc"),
+        ("null_created", "null created_utc"),
+        ("text_created", "non-numeric created_utc"),
+        ("more", "a 'more' stub, not an item"),
+    ],
+)
+def test_a_malformed_item_is_rejected_with_its_reason_and_the_rest_of_its_page_kept(
+    reddit: FakeReddit, problem: str, reason: str
+) -> None:
+    seed(reddit, posts=250, comments=0)
+    bad = reddit.splice("python", "posts", 150, problem)
+    started = time.monotonic()
+    result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert time.monotonic() - started < 5, "a bad item is no reason to retry its page"
+    assert_exactly(result, reddit.content("python", "posts"))
+    [rejected] = result.rejected
+    assert rejected.reason == reason
+    assert json.loads(rejected.raw) == bad
+    assert rejected.fullname == bad["data"]["name"] and rejected.position == 151
+    assert result.requests == 3 and result.gap is None
+
+
+def test_a_string_score_is_kept_for_staging_to_coerce(reddit: FakeReddit) -> None:
+    seed(reddit, posts=20, comments=0)
+    odd = reddit.splice("python", "posts", 5, "string_score")
+    result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert not result.rejected
+    assert odd["data"]["name"] in {json.loads(line)["name"] for line in result.lines}
+
+
+def test_a_vanished_anchor_on_a_first_run_is_resumed_and_every_item_read(
+    reddit: FakeReddit,
+) -> None:
+    posts = reddit.add_posts("python", 400, START)
+    reddit.delete_anchors = 1  # the last post of page 1 is deleted before page 2 is asked
+    result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    names = {json.loads(line)["name"] for line in result.lines}
+    assert names == {p["name"] for p in posts}, "every post, the deleted one read on page 1"
+    [resumed] = result.resumed
+    assert resumed.stopped_at == posts[-100]["name"] and resumed.vanished
+    assert resumed.resumed_after == posts[-99]["name"]
+    assert result.gap is None and not result.holds_watermark
+
+
+def test_anchors_vanishing_on_every_page_are_each_resumed(reddit: FakeReddit) -> None:
+    posts = reddit.add_posts("python", 900, START)
+    reddit.delete_anchors = 20
+    result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert {json.loads(line)["name"] for line in result.lines} == {p["name"] for p in posts}
+    assert len(result.resumed) >= 8 and result.gap is None
+
+
+def test_a_listing_reddit_ends_above_the_watermark_is_resumed_after_its_last_item(
+    reddit: FakeReddit,
+) -> None:
+    old = reddit.add_posts("python", 50, START)
+    marks = {("python", "posts"): (old[-1]["created_utc"], old[-1]["name"])}
+    new = reddit.add_posts("python", 300, START + 86400)
+    reddit.end_early = 1  # page 1 says the listing ends there
+    result = by_key(
+        extract(reddit, ["python"], kinds=["posts"], watermarks=marks, overlap_seconds=0)
+    )["python", "posts"]
+    assert {json.loads(line)["name"] for line in result.lines} == {p["name"] for p in new}
+    [resumed] = result.resumed
+    assert not resumed.vanished and resumed.stopped_at == resumed.resumed_after
+    assert result.gap is None
+
+
+def test_a_first_run_that_reddit_ends_on_a_full_page_is_resumed(reddit: FakeReddit) -> None:
+    posts = reddit.add_posts("python", 250, START)
+    reddit.end_early = 1
+    result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert {json.loads(line)["name"] for line in result.lines} == {p["name"] for p in posts}
+    assert len(result.resumed) == 1 and result.gap is None
+
+
+def test_a_short_first_listing_costs_one_request(reddit: FakeReddit) -> None:
+    reddit.add_posts("python", 30, START)
+    result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert result.requests == 1 and result.gap is None and not result.resumed
+
+
+def test_a_listing_that_ends_early_and_cannot_be_resumed_holds_its_watermark(
+    reddit: FakeReddit,
+) -> None:
+    old = reddit.add_posts("python", 50, START)
+    marks = {("python", "posts"): (old[-1]["created_utc"], old[-1]["name"])}
+    reddit.add_posts("python", 400, START + 86400)
+    # Every item of a page is deleted once it was served: no anchor on it can resume paging.
+    reddit.delete_pages = 1
+    first = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert first.gap == "ended" and first.holds_watermark
+    reddit.delete_pages = 1
+    second = by_key(extract(reddit, ["python"], kinds=["posts"], watermarks=marks))[
+        "python", "posts"
+    ]
+    assert second.gap == "ended" and second.holds_watermark
+    assert len(second.lines) == 100 and second.watermark_utc == old[-1]["created_utc"]
+
+
+def test_an_incremental_run_whose_items_moved_across_pages_loses_none(
+    reddit: FakeReddit,
+) -> None:
+    old = reddit.add_posts("python", 300, START)
+    marks = {("python", "posts"): (old[-1]["created_utc"], old[-1]["name"])}
+    new = reddit.add_posts("python", 250, START + 86400)
+    # An old post shows on the first page and a new one far down (Reddit's listings are
+    # built from caches that can disagree): paging must not stop at the first old item.
+    reddit.swaps = [(10, 300), (60, 420)]
+    result = by_key(
+        extract(reddit, ["python"], kinds=["posts"], watermarks=marks, overlap_seconds=0)
+    )["python", "posts"]
+    names = {json.loads(line)["name"] for line in result.lines}
+    assert names == {p["name"] for p in new}
+    assert result.gap is None
+
+
+def test_a_renamed_subreddit_is_reported_as_redirected_not_missing(reddit: FakeReddit) -> None:
+    seed(reddit, posts=10, comments=0)
+    reddit.add_posts("newname", 5, START)
+    reddit.redirects["oldname"] = "NewName"
+    results = by_key(extract(reddit, ["oldname", "nosuchsub"], kinds=["posts"]))
+    error = results["oldname", "posts"].error
+    assert error is not None and "not found" not in error
+    assert "redirected to r/NewName" in error and "--subreddit NewName" in error
+    missing = results["nosuchsub", "posts"].error
+    assert missing is not None and "not found" in missing
+
+
+def test_a_subreddit_redirected_to_its_own_spelling_is_read_there(reddit: FakeReddit) -> None:
+    posts = reddit.add_posts("python", 30, START)
+    reddit.redirects["python"] = "Python"
+    result = by_key(extract(reddit, ["python"], kinds=["posts"]))["python", "posts"]
+    assert result.error is None
+    assert_exactly(result, posts)

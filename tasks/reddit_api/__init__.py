@@ -2,7 +2,12 @@
 
 from tasks.reddit_api.client import ClientOptions, RedditClient
 from tasks.reddit_api.comment_trees import fetch_comment_trees
-from tasks.reddit_api.credentials import RedditAuth, check_user_agent, credentials_from_env
+from tasks.reddit_api.credentials import (
+    RedditAuth,
+    check_user_agent,
+    credentials_from_env,
+    one_line,
+)
 from tasks.reddit_api.errors import (
     GlobalLimitError,
     GlobalLimitMissingError,
@@ -10,14 +15,27 @@ from tasks.reddit_api.errors import (
     RedditAPIError,
     RedditAuthError,
     RedditGaveUpError,
+    RedditRedirectedError,
     RedditUnavailableError,
+    RedditUnreachableError,
+    RedditWaitError,
     RetriableRedditError,
 )
-from tasks.reddit_api.listings import SubredditExtract, extract_api, run_extract
-from tasks.reddit_api.ratelimit import SharedRateLimiter, limiter_for
+from tasks.reddit_api.listings import (
+    GAP_CAP,
+    GAP_ENDED,
+    RejectedItem,
+    Resumed,
+    SubredditExtract,
+    extract_api,
+    run_extract,
+)
+from tasks.reddit_api.ratelimit import SharedRateLimiter, WaitBudget, limiter_for
 from tasks.reddit_api.refresh import posts_to_refresh, refresh_posts
 
 __all__ = [
+    "GAP_CAP",
+    "GAP_ENDED",
     "ClientOptions",
     "GlobalLimitError",
     "GlobalLimitMissingError",
@@ -27,15 +45,22 @@ __all__ = [
     "RedditAuthError",
     "RedditClient",
     "RedditGaveUpError",
+    "RedditRedirectedError",
     "RedditUnavailableError",
+    "RedditUnreachableError",
+    "RedditWaitError",
+    "RejectedItem",
+    "Resumed",
     "RetriableRedditError",
     "SharedRateLimiter",
     "SubredditExtract",
+    "WaitBudget",
     "check_user_agent",
     "credentials_from_env",
     "extract_api",
     "fetch_comment_trees",
     "limiter_for",
+    "one_line",
     "posts_to_refresh",
     "refresh_posts",
     "run_extract",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,13 +26,22 @@ from tasks.reddit_api import settings
 from tasks.reddit_api.credentials import RedditAuth
 from tasks.reddit_api.errors import (
     GlobalLimitError,
+    NoAnswerError,
     RateLimitedError,
     RedditAuthError,
     RedditGaveUpError,
+    RedditRedirectedError,
     RedditUnavailableError,
+    RedditUnreachableError,
+    RefusedTokenError,
     RetriableRedditError,
 )
-from tasks.reddit_api.ratelimit import SharedRateLimiter, limiter_for, take_global_slot
+from tasks.reddit_api.ratelimit import (
+    SharedRateLimiter,
+    WaitBudget,
+    limiter_for,
+    take_global_slot,
+)
 from tasks.reddit_api.requestor import ObservingRequestor
 
 Check = Callable[[Any], None]
@@ -45,7 +56,13 @@ class ClientOptions:
     max_attempts: int = settings.MAX_ATTEMPTS
     backoff_base_seconds: float = settings.BACKOFF_BASE_SECONDS
     backoff_max_seconds: float = settings.BACKOFF_MAX_SECONDS
-    max_rate_limit_wait_seconds: float = settings.MAX_RATE_LIMIT_WAIT_SECONDS
+    # Longest single wait and longest total of waits Reddit may impose (Retry-After, a
+    # used-up window); `budget` shares the total between the clients of one run.
+    max_wait_seconds: float = settings.MAX_WAIT_SECONDS
+    total_wait_seconds: float = settings.TOTAL_WAIT_SECONDS
+    budget: WaitBudget | None = None
+    # A Reddit URL that has not answered once in this long is unreachable.
+    unreachable_after_seconds: float = settings.UNREACHABLE_AFTER_SECONDS
     # Name of a Prefect global concurrency limit (with slot decay) shared by every worker
     # that uses the same client id; None keeps the limiting inside this process.
     global_limit: str | None = None
@@ -67,8 +84,17 @@ class RedditClient:
         self.auth = auth
         self.options = options or ClientOptions()
         self.limiter = limiter or limiter_for(auth.client_id, base_url)
+        self.budget = self.options.budget or WaitBudget(
+            self.options.max_wait_seconds, self.options.total_wait_seconds
+        )
+        self.url = (base_url or settings.OAUTH_URL).rstrip("/")
         self._refused: str | None = None
-        self._reddit = _make_reddit(auth, base_url, self.limiter)
+        self._answered = False
+        self._started = time.monotonic()
+        self._reddit = _make_reddit(auth, base_url, self.limiter, self._saw_answer)
+
+    def _saw_answer(self) -> None:
+        self._answered = True
 
     @property
     def morechildren_lock(self) -> asyncio.Lock:
@@ -106,42 +132,58 @@ class RedditClient:
             except RateLimitedError as exc:
                 last = exc
                 self.limiter.count_rate_limited()
-                self.limiter.hold(min(exc.retry_after, self.options.max_rate_limit_wait_seconds))
+                self.budget.claim(exc.retry_after, f"Reddit answered {exc}")
+                self.limiter.hold(exc.retry_after)
             except (RetriableRedditError, ValueError) as exc:
                 last = exc
-                await asyncio.sleep(self._backoff(attempt))
+                self._stop_if_unreachable(exc, final=attempt == self.options.max_attempts)
+                pause = self._backoff(attempt)
+                self.budget.claim(pause, f"retrying GET {path} after: {exc}")
+                await asyncio.sleep(pause)
         raise RedditGaveUpError(
             f"GET {path}: gave up after {self.options.max_attempts} attempts; last error: {last}"
         ) from None
+
+    def _stop_if_unreachable(self, exc: Exception, final: bool) -> None:
+        """A URL that never answered (nothing listening, a host that accepts and stays
+        silent, no route) is a wrong URL or no network: fail within the configured time."""
+        if self._answered or not isinstance(exc, NoAnswerError):
+            return
+        waited = time.monotonic() - self._started
+        if final or waited + self._backoff(1) >= self.options.unreachable_after_seconds:
+            raise RedditUnreachableError(
+                f"nothing answers at {self.url} ({waited:.0f} s, last: {exc}): check the Reddit "
+                "URL (reddit_base_url, --reddit-url) and the network"
+            ) from None
 
     async def _get_once(self, path: str, params: dict[str, str | int]) -> Any:
         if self.options.global_limit:
             await take_global_slot(
                 self.options.global_limit, self.options.global_limit_wait_seconds
             )
+        timeout = self.options.timeout_seconds
         try:
-            async with self.limiter.slot():
+            async with self.limiter.slot(self.budget):
                 if self._refused is not None:
                     # Another coroutine's request was refused a moment ago: sending this one
                     # would only ask for another token with the same bad credentials.
                     raise RedditAuthError(self._refused)
+                timeout = self._timeout()
                 return await asyncio.wait_for(
-                    self._reddit.request(method="GET", path=path, params=params),
-                    self.options.timeout_seconds,
+                    self._reddit.request(method="GET", path=path, params=params), timeout
                 )
         except TimeoutError:
-            raise RetriableRedditError(
-                f"GET {path}: no answer within {self.options.timeout_seconds:g} s"
-            ) from None
+            raise NoAnswerError(f"GET {path}: no answer within {timeout:.3g} s") from None
         except BadJSON:
             raise RetriableRedditError(f"GET {path}: response is not valid JSON") from None
+        except RefusedTokenError as exc:
+            self._refused = _auth_message(self.auth, str(exc))
+            raise RedditAuthError(self._refused) from None
         except OAuthException as exc:
             self._refused = _auth_message(self.auth, f"token refused: {exc.error}")
             raise RedditAuthError(self._refused) from None
         except Redirect as exc:
-            raise RedditUnavailableError(
-                exc.response.status, f"not found (redirected to {exc.path})"
-            ) from None
+            raise _redirect_error(exc.response.status, exc.path) from None
         except (Forbidden, NotFound) as exc:
             reason = _describe(exc.response.status, await _body_reason(exc.response))
             raise RedditUnavailableError(exc.response.status, reason) from None
@@ -150,6 +192,14 @@ class RedditClient:
             if isinstance(error, RedditAuthError):
                 self._refused = str(error)
             raise error from None
+
+    def _timeout(self) -> float:
+        """The request timeout, cut to what is left of the unreachable bound until the URL
+        has answered once."""
+        if self._answered:
+            return self.options.timeout_seconds
+        left = self.options.unreachable_after_seconds - (time.monotonic() - self._started)
+        return max(0.1, min(self.options.timeout_seconds, left))
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter, so parallel retries do not land together."""
@@ -176,7 +226,12 @@ async def run_all(jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _make_reddit(auth: RedditAuth, base_url: str | None, limiter: SharedRateLimiter) -> Any:
+def _make_reddit(
+    auth: RedditAuth,
+    base_url: str | None,
+    limiter: SharedRateLimiter,
+    on_answer: Callable[[], None],
+) -> Any:
     urls: dict[str, str] = {}
     if base_url:
         base = base_url.rstrip("/")
@@ -189,7 +244,7 @@ def _make_reddit(auth: RedditAuth, base_url: str | None, limiter: SharedRateLimi
         password=auth.password.get_secret_value() if auth.password else None,
         check_for_updates=False,
         requestor_class=ObservingRequestor,
-        requestor_kwargs={"limiter": limiter},
+        requestor_kwargs={"limiter": limiter, "on_answer": on_answer},
         **urls,
     )
 
@@ -211,6 +266,27 @@ def _auth_message(auth: RedditAuth, what: str) -> str:
     return (
         f"Reddit refused the credentials from {auth.source} ({what}): check its {fields} "
         "(a 'script' app needs the account's username and password; other apps must not set them)"
+    )
+
+
+LISTING_REDIRECT = re.compile(r"^/r/([A-Za-z0-9_]+)(/.*)?$")
+
+
+def _redirect_error(status: int, location: str) -> RedditRedirectedError:
+    """Reddit redirects a listing of a subreddit that does not exist to /subreddits/search,
+    but also a renamed or differently written name, and aliases such as r/random, to another
+    subreddit's listing: only the first is "not found"."""
+    if location.startswith("/subreddits/search"):
+        return RedditRedirectedError(status, "not found (Reddit redirects to its search)", location)
+    if match := LISTING_REDIRECT.match(location):
+        return RedditRedirectedError(
+            status,
+            f"is redirected to r/{match[1]} (renamed, or an alias such as r/random): "
+            f"give --subreddit {match[1]} to read it",
+            location,
+        )
+    return RedditRedirectedError(
+        status, f"is redirected to {location}, which is not a subreddit listing", location
     )
 
 

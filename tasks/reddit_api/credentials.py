@@ -6,7 +6,15 @@ import os
 import re
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tasks.reddit_api.settings import ENV_VARS
 
@@ -89,11 +97,26 @@ def credentials_from_env(environ: Mapping[str, str] | None = None) -> RedditAuth
                 "REDDIT_CLIENT_SECRET and REDDIT_USER_AGENT (or a RedditCredentials block)"
             )
     names = ", ".join(var for field, var in ENV_VARS.items() if values[field])
-    return RedditAuth(
-        client_id=values["client_id"],
-        client_secret=SecretStr(values["client_secret"]),
-        user_agent=values["user_agent"],
-        username=values["username"] or None,
-        password=SecretStr(values["password"]) if values["password"] else None,
-        source=f"environment variables ({names})",
-    )
+    try:
+        return RedditAuth(
+            client_id=values["client_id"],
+            client_secret=SecretStr(values["client_secret"]),
+            user_agent=values["user_agent"],
+            username=values["username"] or None,
+            password=SecretStr(values["password"]) if values["password"] else None,
+            source=f"environment variables ({names})",
+        )
+    except ValidationError as exc:
+        raise ValueError(one_line(exc, ENV_VARS)) from None
+
+
+def one_line(error: ValidationError, names: Mapping[str, str]) -> str:
+    """A pydantic error as one line naming what the user sets (REDDIT_USER_AGENT, a block's
+    field) rather than the model's field; pydantic's own takes four lines and names
+    `user_agent`. Inputs are left out: they may be secrets."""
+    parts = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{names.get(field, field)}: {message}" if field else message)
+    return "; ".join(parts)

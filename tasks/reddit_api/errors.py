@@ -32,6 +32,11 @@ class RedditAuthError(RedditAPIError):
     """Reddit refused the credentials; retrying cannot help."""
 
 
+class RefusedTokenError(RedditAuthError):
+    """A 401 to a request made with a token issued a moment ago: the client turns it into a
+    RedditAuthError that names where the credentials came from."""
+
+
 class RedditUnavailableError(RedditAPIError):
     """A 403, 404 or redirect: the resource is missing, private, banned or quarantined."""
 
@@ -48,3 +53,25 @@ class GlobalLimitError(RedditAPIError):
 class GlobalLimitMissingError(GlobalLimitError, ValueError):
     """The named Prefect concurrency limit does not exist (or has no slot decay): a config
     error, so a ValueError that the task's retry policy does not repeat."""
+
+
+class NoAnswerError(RetriableRedditError):
+    """No HTTP answer at all: connection refused or reset, DNS failure, or a timeout."""
+
+
+class RedditUnreachableError(RedditAPIError):
+    """The Reddit URL never answered within the configured time: a wrong URL or no network,
+    which another try 30 s later would not fix."""
+
+
+class RedditWaitError(RedditAPIError):
+    """Reddit asked for a wait longer than one wait or the run's waits together may last."""
+
+
+class RedditRedirectedError(RedditUnavailableError):
+    """Reddit redirected a listing elsewhere: to /subreddits/search when the subreddit does
+    not exist, to another subreddit's listing for a renamed name or an alias (r/random)."""
+
+    def __init__(self, status: int, reason: str, location: str) -> None:
+        super().__init__(status, reason)
+        self.location = location

@@ -10,6 +10,7 @@ and the remaining budget is spread evenly over the time left in the window, what
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -18,8 +19,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+
 from tasks.reddit_api import settings
-from tasks.reddit_api.errors import GlobalLimitError, GlobalLimitMissingError
+from tasks.reddit_api.errors import GlobalLimitError, GlobalLimitMissingError, RedditWaitError
 
 # X-Ratelimit-Reset is whole seconds, so one reading places the window's end within a second;
 # an estimate more than this beyond the current one means the server started a new window.
@@ -36,6 +40,51 @@ class LimiterStats:
     requests: int = 0
     rate_limited: int = 0
     waited_seconds: float = 0.0
+
+
+def wait_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run's logger inside a run (so waits show in the run's log), else ours."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("tasks.reddit_api")
+
+
+@dataclass(eq=False)
+class WaitBudget:
+    """How long a run may wait for Reddit: one wait, and all long waits together.
+
+    Reddit can ask for an hour (Retry-After: 3600) or a day (X-Ratelimit-Reset: 86400); a run
+    that sleeps through that looks hung. One budget is shared by every client of a run.
+    Waits shorter than `log_after_seconds` (the limiter's ordinary spacing) are neither
+    logged nor counted, or a long run would use up its total on normal pacing.
+    """
+
+    max_seconds: float = settings.MAX_WAIT_SECONDS
+    total_seconds: float = settings.TOTAL_WAIT_SECONDS
+    log_after_seconds: float = settings.LOG_WAIT_SECONDS
+    waited_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def claim(self, seconds: float, why: str) -> None:
+        """Approve a wait of `seconds` (and log it), or raise RedditWaitError naming `why`."""
+        if seconds < self.log_after_seconds:
+            return
+        if seconds > self.max_seconds:
+            raise RedditWaitError(
+                f"{why}: a wait of {seconds:.0f} s, longer than the {self.max_seconds:g} s "
+                "allowed (reddit_max_wait); the run stops instead. Run again later, or raise "
+                "reddit_max_wait"
+            )
+        with self._lock:
+            if self.waited_seconds + seconds > self.total_seconds:
+                raise RedditWaitError(
+                    f"{why}: another {seconds:.0f} s would take this run's waits past the "
+                    f"{self.total_seconds:g} s allowed in all (reddit_total_wait; "
+                    f"{self.waited_seconds:.0f} s so far). Run again later, or raise it"
+                )
+            self.waited_seconds += seconds
+        wait_logger().warning("Waiting %.0f s: %s", seconds, why)
 
 
 @dataclass
@@ -75,9 +124,10 @@ class SharedRateLimiter:
         self._hold_until = -math.inf
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for this client's next turn; the request is made inside the block."""
-        probe = await self._acquire()
+    async def slot(self, budget: WaitBudget | None = None) -> AsyncIterator[None]:
+        """Wait for this client's next turn; the request is made inside the block. A long
+        wait for the window (Remaining used up, a long reset) is claimed from `budget`."""
+        probe = await self._acquire(budget or WaitBudget())
         try:
             yield
         finally:
@@ -138,7 +188,7 @@ class SharedRateLimiter:
         self._window_end = end
         self._remaining = remaining
 
-    async def _acquire(self) -> bool:
+    async def _acquire(self, budget: WaitBudget) -> bool:
         """Return once this request may go; True when it is the probe of an unknown window."""
         here = self._here()
         async with here.turn:
@@ -151,11 +201,23 @@ class SharedRateLimiter:
                         return self._claim(now, started)
                     if wait is None:
                         here.learned.clear()
+                    # A hold was claimed by whoever got the 429; the window's own waits here.
+                    why = None if now < self._hold_until else self._window_demand(now)
                 if wait is None:
                     with suppress(TimeoutError):
                         await asyncio.wait_for(here.learned.wait(), PROBE_POLL_SECONDS)
-                else:
-                    await asyncio.sleep(wait)
+                    continue
+                if why is not None:
+                    budget.claim(wait, why)
+                await asyncio.sleep(wait)
+
+    def _window_demand(self, now: float) -> str:
+        """The server's demand behind a window wait, for the log line or the error."""
+        end = self._window_end if self._window_end is not None else now
+        return (
+            f"Reddit's rate limit (X-Ratelimit-Remaining {self._remaining}, window resets "
+            f"in {end - now:.0f} s)"
+        )
 
     def _claim(self, now: float, started: float) -> bool:
         """Take the slot (the caller holds the state lock)."""

@@ -36,7 +36,12 @@ def batches(fullnames: list[str], size: int = settings.INFO_BATCH) -> list[list[
 
 async def _read_batch(client: RedditClient, batch: list[str]) -> list[bytes]:
     payload = await client.get("/api/info", {"id": ",".join(batch)}, check=check_listing)
-    return [raw_line(child["data"]) for child in children(payload)]
+    # A child without a created_utc is kept: staging quarantines it with its reason.
+    return [
+        raw_line(child["data"])
+        for child in children(payload)
+        if isinstance(child, dict) and isinstance(child.get("data"), dict)
+    ]
 
 
 async def refresh_posts(

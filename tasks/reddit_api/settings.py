@@ -8,6 +8,9 @@ ACCESS_TOKEN_PATH = "/api/v1/access_token"
 # A listing page holds at most 100 items and a listing about 1000 in all.
 PAGE_SIZE = 100
 LISTING_CAP = 1000
+# How many older anchors to try when a listing ends early (its `after` item was deleted
+# between two pages): each try is one request.
+RESUME_TRIES = 3
 # /api/info and /api/morechildren both take at most 100 ids per request.
 INFO_BATCH = 100
 MORECHILDREN_BATCH = 100
@@ -23,8 +26,14 @@ REQUEST_TIMEOUT_SECONDS = 16.0
 MAX_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
-# A Retry-After or reset beyond this is not worth waiting for inside one run.
-MAX_RATE_LIMIT_WAIT_SECONDS = 900.0
+# Longest single wait Reddit may impose (a Retry-After, a used-up window) before the run
+# fails naming it, and the longest all such waits of a run may last together.
+MAX_WAIT_SECONDS = 300.0
+TOTAL_WAIT_SECONDS = 1800.0
+# Waits from this long on are logged with their reason and counted in the run's total.
+LOG_WAIT_SECONDS = 3.0
+# A Reddit URL that never answered for this long is unreachable: the run fails naming it.
+UNREACHABLE_AFTER_SECONDS = 60.0
 # Longest wait for one slot of a shared Prefect global concurrency limit: many times the
 # spacing a busy limit gives (e.g. 1.6 slots per second) yet short of a hung run.
 GLOBAL_LIMIT_WAIT_SECONDS = 300.0

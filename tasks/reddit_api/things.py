@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from tasks.reddit_api.settings import JSON_SEPARATORS
 
 Watermark = tuple[float, str]
+
+# t1_ (comment), t3_ (post), ...: a type prefix, then a base36 id (order_key parses it).
+FULLNAME = re.compile(r"^t[1-6]_[0-9a-z]+$")
 
 
 def raw_line(data: dict[str, Any]) -> bytes:
@@ -25,18 +30,55 @@ def thing_key(data: dict[str, Any]) -> tuple[float, int]:
 
 
 def check_listing(payload: Any) -> None:
-    """Raise ValueError unless payload is a Listing whose children carry names and times."""
+    """Raise ValueError unless payload is a Listing with a children list.
+
+    Only the envelope: a bad child is one bad item (see unusable_reason), not a bad page, and
+    retrying the page would not change it.
+    """
     if not isinstance(payload, dict) or payload.get("kind") != "Listing":
         raise ValueError("response is not a Listing")
     data = payload.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("children"), list):
         raise ValueError("Listing has no children list")
-    for child in data["children"]:
-        thing = child.get("data") if isinstance(child, dict) else None
-        if not isinstance(thing, dict) or "name" not in thing:
-            raise ValueError("Listing child has no data.name")
-        if child.get("kind") != "more" and "created_utc" not in thing:
-            raise ValueError("Listing child has no data.created_utc")
+
+
+def created_of(data: dict[str, Any]) -> float | None:
+    """created_utc as a number, or None when it is missing, null, non-numeric or not finite
+    (the dumps send it as a number or a numeric string; the API has sent both)."""
+    value = data.get("created_utc")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        created = float(value)
+    except ValueError:
+        return None
+    return created if math.isfinite(created) else None
+
+
+def unusable_reason(child: Any, thing_kind: str) -> str | None:
+    """Why a listing child cannot be kept as an item of kind `thing_kind` ('t3', 't1'), or None.
+
+    Reddit puts `kind: more` stubs in comment listings now and then, and has sent items
+    without created_utc or with it null; one such item must not cost the page it is on.
+    """
+    if not isinstance(child, dict) or not isinstance(child.get("data"), dict):
+        return "not a thing (no data object)"
+    kind = child.get("kind")
+    if kind == "more":
+        return "a 'more' stub, not an item"
+    if kind != thing_kind:
+        return f"kind {kind!r}, expected {thing_kind!r}"
+    data = child["data"]
+    name = data.get("name")
+    if not isinstance(name, str) or not FULLNAME.match(name):
+        return "missing or malformed name"
+    if "created_utc" not in data:
+        return "missing created_utc"
+    if data["created_utc"] is None:
+        return "null created_utc"
+    if created_of(data) is None:
+        return "non-numeric created_utc"
+    return None
 
 
 def children(payload: dict[str, Any]) -> list[dict[str, Any]]:
