@@ -15,6 +15,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+if __name__ == "__main__":  # a script: import this checkout's packages, not an installed copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import flows  # noqa: F401  (first: its environment defaults must precede prefect's import)
+
+# isort: split
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
@@ -78,7 +84,7 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
             _flow_run_id(),
             config.since,
             config.until,
-            config.model_dump(mode="json"),
+            config.redacted_dump(),
         )
     )
     try:
@@ -335,5 +341,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

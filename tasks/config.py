@@ -5,9 +5,18 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from tasks import settings
 
@@ -30,6 +39,29 @@ POST_ID_PATTERN = r"^(t3_)?[0-9a-z]{1,13}$"
 POST_ID_INPUT_PATTERN = r"^\s*(t3_)?[0-9A-Za-z]{1,13}\s*$"
 
 
+def mask_url_credentials(url: str) -> str:
+    """The URL with the password of its user part (or a bare token user) replaced by ***:
+    http://user:***@proxy. The host stays readable, since it says where a run read from."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return urlunsplit(parts._replace(netloc=f"{masked}@{hostport}"))
+
+
+# A URL that may carry credentials (http://user:pass@proxy): a secret in memory, shown as
+# '**********', and dumped to JSON (Prefect's flow-run parameters, pipeline_runs.parameters)
+# with its password masked.
+SecretUrl = Annotated[
+    SecretStr,
+    PlainSerializer(
+        lambda url: mask_url_credentials(url.get_secret_value()), return_type=str, when_used="json"
+    ),
+]
+
+
 class PipelineConfig(BaseModel):
     """What to read, which window, and where every layer lives."""
 
@@ -46,8 +78,10 @@ class PipelineConfig(BaseModel):
         description="Name of a RedditCredentials block; without it the API source reads the "
         "REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET and REDDIT_USER_AGENT environment variables.",
     )
-    reddit_base_url: str | None = Field(
-        None, description="Another Reddit endpoint (a proxy or a test server). Default: Reddit."
+    reddit_base_url: SecretUrl | None = Field(
+        None,
+        description="Another Reddit endpoint (a proxy or a test server). Default: Reddit. "
+        "A password in it is kept secret (stored and shown as user:***).",
     )
     refresh_max_age: timedelta = Field(
         timedelta(days=3),
@@ -256,6 +290,11 @@ class PipelineConfig(BaseModel):
         if self.comment_tree_posts and self.source in ("sample", "dump"):
             raise ValueError("comment_tree_posts needs the API source (--source api)")
         return self
+
+    def redacted_dump(self) -> dict[str, Any]:
+        """The settings as JSON with every secret masked (DSNs as '**********', a URL's
+        password as ***): what pipeline_runs.parameters keeps and Prefect shows."""
+        return self.model_dump(mode="json")
 
     def input_files(self) -> list[Path]:
         """The dump files this run reads (none for the API)."""

@@ -197,13 +197,14 @@ def extract_api_source(
     Each part opens its own client, and all of them share the one limiter of this client id.
     """
     retrieved = int(time.time())
+    base_url = config.reddit_base_url.get_secret_value() if config.reddit_base_url else None
     extracts = run_extract(
         auth,
         config.subreddits,
         list(settings.KINDS),
         watermarks,
         overlap_seconds=config.overlap.total_seconds(),
-        base_url=config.reddit_base_url,
+        base_url=base_url,
         options=client_options(config),
     )
     window = Window(tuple(config.subreddits), config.since, config.until)
@@ -226,7 +227,7 @@ def extract_api_source(
             fetch_comment_trees(
                 auth,
                 config.comment_tree_posts,
-                base_url=config.reddit_base_url,
+                base_url=base_url,
                 options=client_options(config),
             )
         )
@@ -244,9 +245,7 @@ def extract_api_source(
         )
         if names:
             lines = asyncio.run(
-                refresh_posts(
-                    auth, names, base_url=config.reddit_base_url, options=client_options(config)
-                )
+                refresh_posts(auth, names, base_url=base_url, options=client_options(config))
             )
             stage(lines, "posts", api_batch_id("posts", "all", int(time.time()), part="refresh"))
     return result
