@@ -23,6 +23,7 @@ import flows  # noqa: F401  (first: its environment defaults must precede prefec
 # isort: split
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 
 from tasks import settings
@@ -37,7 +38,7 @@ from tasks.config import PipelineConfig
 from tasks.dumps import check_dump, dump_kind
 from tasks.engines import Engines, build_engines, stop_glue_runs_hook
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
-from tasks.faults import crash_point
+from tasks.faults import RunInterrupted, crash_point, interruption
 from tasks.process import ProcessResult
 from tasks.stage import Window, stage_dump_task
 from tasks.state import (
@@ -93,16 +94,25 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
         ):
             _run_stages(config, source, engines, state, summary)
     except BaseException as exc:
-        summary.status = "failed"
+        # An interrupt may arrive as KeyboardInterrupt, as Prefect's TerminationSignal (SIGTERM
+        # during a flow run) or as the error of the DuckDB statement it stopped.
+        interrupted = interruption() or (
+            f"interrupted by {exc.signal.name}" if isinstance(exc, TerminationSignal) else None
+        )
+        if interrupted is None and isinstance(exc, KeyboardInterrupt):
+            interrupted = "interrupted"
+        summary.status = "cancelled" if interrupted else "failed"
         state.finish_run(
             summary.run_id,
-            "failed",
+            summary.status,
             summary.counts(),
             summary.raw_bytes,
             summary.durations,
-            error=f"{type(exc).__name__}: {exc}",
+            error=interrupted or f"{type(exc).__name__}: {exc}",
         )
         state.close()
+        if interrupted and not isinstance(exc, KeyboardInterrupt | TerminationSignal):
+            raise RunInterrupted(interrupted) from exc
         raise
     summary.status = "completed"
     state.finish_run(
@@ -316,7 +326,11 @@ def _publish(summary: RunSummary) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flows.cli import parse_config
+    """The command line: exit 0 for a completed run, 1 for a failed one (one line on stderr;
+    the traceback with --debug, and in the Prefect UI through the API logs), 2 for bad
+    arguments, 130 (143 for SIGTERM) for an interrupted one, recorded as cancelled."""
+    from flows.cli import build_parser, one_line_console, parse_config
+    from tasks import faults
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "rebuild":
@@ -328,9 +342,20 @@ def main(argv: list[str] | None = None) -> int:
 
         return status_main(argv[1:])
     config = parse_config(argv)
+    if not build_parser().parse_args(argv).debug:
+        one_line_console()
+    faults.install_interrupt_handlers()
     try:
         summary = reddit_pipeline(config)
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt, TerminationSignal) as exc:
+        reason = faults.interruption()
+        if reason or not isinstance(exc, Exception):
+            print(
+                f"error: the run was {reason or 'interrupted'}: it is recorded as cancelled, "
+                "and the next run takes it up again",
+                file=sys.stderr,
+            )
+            return faults.exit_status()
         print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     summary.print()

@@ -203,7 +203,13 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("rollback")
 
 
-@task(name="load", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(
+    name="load",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=faults.retry_unless_interrupted,
+)
 def load_task(warehouse: Path, lake: Lake, curated_keys: dict[str, list[str]]) -> LoadResult:
     """Retried: a warehouse file or server can be briefly locked or unreachable; the MERGE
     makes a retry safe."""

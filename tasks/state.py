@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from tasks import duck
+from tasks import duck, faults
 
 SCHEMA = [
     """
@@ -138,6 +138,14 @@ class StateStore:
         durations: dict[str, float],
         error: str | None = None,
     ) -> None:
+        # The run may have stopped inside a transaction (an interrupt during the commit) that
+        # PostgreSQL now refuses to extend and that holds half a commit: undo it first.
+        raw: Any = getattr(self.con, "raw", None)
+        if raw is not None and self.placeholder == "?":
+            raw.execute("rollback")
+            raw.execute("begin transaction")
+        elif raw is not None:
+            raw.rollback()
         self._execute(
             "update pipeline_runs set status = %s, finished_at = %s, counts = %s, "
             "bytes_read = %s, durations = %s, error = %s where run_id = %s",
@@ -178,6 +186,7 @@ class StateStore:
                 "and excluded.fullname > watermarks.fullname)))",
                 (source, subreddit, kind, created, fullname, run_id, now),
             )
+            faults.crash_point("commit:watermark")
         self.con.commit()
 
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:

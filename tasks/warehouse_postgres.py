@@ -135,7 +135,13 @@ def load_postgres(connection: Any, lake: Lake, curated_keys: dict[str, list[str]
     return result
 
 
-@task(name="load-postgres", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(
+    name="load-postgres",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=faults.retry_unless_interrupted,
+)
 def load_postgres_task(
     warehouse: Any, lake: Lake, curated_keys: dict[str, list[str]]
 ) -> LoadResult:

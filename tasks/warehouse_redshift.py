@@ -209,7 +209,13 @@ def warn_truncated(truncated: dict[str, dict[str, int]], log: Any) -> None:
                 )
 
 
-@task(name="load-redshift", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
+@task(
+    name="load-redshift",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=faults.retry_unless_interrupted,
+)
 def load_redshift_task(
     warehouse: Any, lake: Lake, lake_uri: str, curated_keys: dict[str, list[str]], run_id: str
 ) -> RedshiftLoadResult:

@@ -192,3 +192,34 @@ def test_a_password_in_the_reddit_url_is_never_stored_shown_or_logged(
     assert logs, "the run's logs reached the API"
     for text in (result.stdout, result.stderr, parameters, error or "", *(x.message for x in logs)):
         assert password not in text
+
+
+def test_bad_credentials_print_one_line_on_stderr_and_the_traceback_only_with_debug(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    from fake_reddit import USER_AGENT, FakeReddit
+    from helpers import path_args, run_cli
+
+    paths = {
+        "lake_dir": tmp_path / "lake",
+        "warehouse_path": tmp_path / "w.duckdb",
+        "state_path": tmp_path / "state.duckdb",
+    }
+    with FakeReddit(limit=200, window=2.0) as reddit:
+        env = {
+            "REDDIT_CLIENT_ID": reddit.client_id,
+            "REDDIT_CLIENT_SECRET": "not-the-secret",
+            "REDDIT_USER_AGENT": USER_AGENT,
+        }
+        args = ["--source", "api", "--subreddit", "python", "--reddit-url", reddit.url]
+        plain = run_cli([*args, *path_args(paths)], prefect_api, env=env)
+        debug = run_cli([*args, *path_args(paths), "--debug"], prefect_api, env=env)
+
+    assert plain.returncode == 1
+    [line] = plain.stderr.splitlines()
+    assert line.startswith("error: the run failed: RedditAuthError"), line
+    assert "Traceback" not in plain.stdout
+    assert "Finished in state Failed" in plain.stdout  # Prefect's log, without tracebacks
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.splitlines()[-1].startswith("error: the run failed: RedditAuthError")
