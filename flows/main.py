@@ -7,6 +7,7 @@ cloud account and no Reddit credentials (Prefect starts a temporary API of its o
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import uuid
@@ -97,7 +98,9 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
         # An interrupt may arrive as KeyboardInterrupt, as Prefect's TerminationSignal (SIGTERM
         # during a flow run) or as the error of the DuckDB statement it stopped.
         interrupted = interruption() or (
-            f"interrupted by {exc.signal.name}" if isinstance(exc, TerminationSignal) else None
+            f"interrupted by {signal.Signals(exc.signal).name}"
+            if isinstance(exc, TerminationSignal)
+            else None
         )
         if interrupted is None and isinstance(exc, KeyboardInterrupt):
             interrupted = "interrupted"

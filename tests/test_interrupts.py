@@ -4,11 +4,15 @@ stderr, the warehouse holds the old state or the new one, and the next run compl
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import path_args, run_cli, warehouse_checksums, watermarks
+from helpers import PROJECT_DIR, path_args, run_cli, warehouse_checksums, watermarks
 
 from tasks.faults import INTERRUPT_ENV_VAR
 
@@ -79,3 +83,30 @@ def test_an_interrupted_run_exits_130_is_recorded_cancelled_and_the_rerun_equals
     ]
     assert "retry" not in interrupted.stdout.lower()
     _assert_recorded_and_rerun_completes(prefect_api, paths, clean_run, "SIGINT")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_from_outside_during_a_run_stops_it_as_cancelled_and_the_rerun_completes(
+    prefect_api: str, paths: dict[str, Path], clean_run: dict[str, Path], signum: int
+) -> None:
+    """As a user's Ctrl-C or a supervisor's SIGTERM would: sent once the log says the dumps
+    are staged, while the process, model, check and load stages run."""
+    command = [sys.executable, str(PROJECT_DIR / "flows" / "main.py"), *path_args(paths)]
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    with subprocess.Popen(
+        command, cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "Staged " in line:
+                process.send_signal(signum)
+                break
+        _, err = process.communicate(timeout=300)
+
+    name = signal.Signals(signum).name
+    assert process.returncode == 128 + signum, err[-3000:]
+    assert err.splitlines() == [
+        f"error: the run was interrupted by {name}: it is recorded as cancelled, and the next "
+        "run takes it up again"
+    ]
+    _assert_recorded_and_rerun_completes(prefect_api, paths, clean_run, name)
