@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -89,18 +90,20 @@ def test_an_interrupted_run_exits_130_is_recorded_cancelled_and_the_rerun_equals
 def test_a_signal_from_outside_during_a_run_stops_it_as_cancelled_and_the_rerun_completes(
     prefect_api: str, paths: dict[str, Path], clean_run: dict[str, Path], signum: int
 ) -> None:
-    """As a user's Ctrl-C or a supervisor's SIGTERM would: sent once the log says the dumps
-    are staged, while the process, model, check and load stages run."""
+    """As a user's Ctrl-C or a supervisor's SIGTERM would: sent once the first processed file
+    is in the lake, while the stage, process, model, check and load stages run."""
     command = [sys.executable, str(PROJECT_DIR / "flows" / "main.py"), *path_args(paths)]
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    processed = paths["lake_dir"] / "processed"
     with subprocess.Popen(
         command, cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "Staged " in line:
-                process.send_signal(signum)
+        deadline = time.monotonic() + 240
+        while process.poll() is None and time.monotonic() < deadline:
+            if processed.is_dir() and any(processed.rglob("*.parquet")):
                 break
+            time.sleep(0.02)
+        process.send_signal(signum)
         _, err = process.communicate(timeout=300)
 
     name = signal.Signals(signum).name
