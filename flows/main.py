@@ -95,15 +95,7 @@ def reddit_pipeline(config: PipelineConfig | None = None) -> RunSummary:
         ):
             _run_stages(config, source, engines, state, summary)
     except BaseException as exc:
-        # An interrupt may arrive as KeyboardInterrupt, as Prefect's TerminationSignal (SIGTERM
-        # during a flow run) or as the error of the DuckDB statement it stopped.
-        interrupted = interruption() or (
-            f"interrupted by {signal.Signals(exc.signal).name}"
-            if isinstance(exc, TerminationSignal)
-            else None
-        )
-        if interrupted is None and isinstance(exc, KeyboardInterrupt):
-            interrupted = "interrupted"
+        interrupted = _interruption(exc)
         summary.status = "cancelled" if interrupted else "failed"
         state.finish_run(
             summary.run_id,
@@ -308,6 +300,17 @@ def _timed(summary: RunSummary, stage: str) -> Iterator[None]:
         yield
     finally:
         summary.durations[stage] = time.perf_counter() - start
+
+
+def _interruption(exc: BaseException) -> str | None:
+    """Why the run stopped, when it was interrupted, in whatever form the interrupt reached
+    the flow: KeyboardInterrupt, Prefect's TerminationSignal (SIGTERM during a flow run), or
+    the error of the DuckDB statement it stopped (the CLI's handlers remember the signal)."""
+    if reason := interruption():
+        return reason
+    if isinstance(exc, TerminationSignal):
+        return f"interrupted by {signal.Signals(exc.signal).name}"
+    return "interrupted" if isinstance(exc, KeyboardInterrupt) else None
 
 
 def _flow_run_id() -> str | None:
