@@ -30,6 +30,7 @@ from tasks.backup import (
     RestoreError,
     backup_state,
     list_backups,
+    read_backup,
     restore_state,
 )
 from tasks.config import PipelineConfig
@@ -138,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             for prefix in list_backups(lake):
                 print(prefix)
             return 0
+        checked = read_backup(lake, args.backup)  # a bad backup stops before any database
         with _state(config) as store:
-            result = restore_state(store, lake, args.backup)
+            result = restore_state(store, lake, checked)
     except (RestoreError, NoStateError, ValueError, ConnectionError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,8 @@ errors instead of tracebacks for anything the user typed wrong."""
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -142,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load what was read of a truncated or corrupt dump instead of failing the run",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show Prefect's log on stderr with the tracebacks of failures (without it, the "
+        "log goes to stdout without tracebacks and a failure is one line on stderr; the "
+        "Prefect UI shows the tracebacks either way)",
+    )
     return parser
 
 
@@ -185,3 +194,43 @@ def parse_config(argv: list[str] | None = None) -> PipelineConfig:
     except DumpError as exc:
         parser.exit(2, f"error: {exc}\n")
     return config
+
+
+class _WithoutTraceback(logging.Formatter):
+    """The console formatter's lines without the tracebacks of exceptions. The record is left
+    as it was: Prefect's API handler formats it on its own, so the UI keeps the traceback."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def one_line_console() -> None:
+    """Prefect's console log to stdout without tracebacks, so that a failed run shows exactly
+    one line on stderr: the error the CLI prints (a failed flow's traceback alone was 73
+    lines before it). Call it after prefect has set its logging up (at import)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    consoles = {
+        handler
+        for logger in loggers
+        for handler in logger.handlers
+        if isinstance(handler, PrefectConsoleHandler)
+    }
+    for handler in consoles:
+        handler.setStream(sys.stdout)
+        handler.console.file = sys.stdout
+        handler.setFormatter(_WithoutTraceback(handler.formatter))

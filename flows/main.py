@@ -7,6 +7,7 @@ cloud account and no Reddit credentials (Prefect starts a temporary API of its o
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import uuid
@@ -15,8 +16,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+if __name__ == "__main__":  # a script: import this checkout's packages, not an installed copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import flows  # noqa: F401  (first: its environment defaults must precede prefect's import)
+
+# isort: split
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 
 from tasks import settings
@@ -32,7 +40,7 @@ from tasks.config import EMPTY_OVERRIDES, ConfigOverrides, PipelineConfig
 from tasks.dumps import check_dump, dump_kind
 from tasks.engines import Engines, build_engines, stop_glue_runs_hook
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
-from tasks.faults import crash_point
+from tasks.faults import RunInterrupted, crash_point, interruption
 from tasks.process import ProcessResult
 from tasks.scope import RunScope
 from tasks.stage import Window, damaged_input_error, stage_dump_task
@@ -89,7 +97,7 @@ def reddit_pipeline(
             _flow_run_id(),
             config.since,
             config.until,
-            config.model_dump(mode="json"),
+            config.redacted_dump(),
         )
     )
     try:
@@ -98,16 +106,19 @@ def reddit_pipeline(
         ):
             _run_stages(config, source, engines, state, summary)
     except BaseException as exc:
-        summary.status = "failed"
+        interrupted = _interruption(exc)
+        summary.status = "cancelled" if interrupted else "failed"
         state.finish_run(
             summary.run_id,
-            "failed",
+            summary.status,
             summary.counts(),
             summary.raw_bytes,
             summary.durations,
-            error=f"{type(exc).__name__}: {exc}",
+            error=interrupted or f"{type(exc).__name__}: {exc}",
         )
         state.close()
+        if interrupted and not isinstance(exc, KeyboardInterrupt | TerminationSignal):
+            raise RunInterrupted(interrupted) from exc
         raise
     summary.status = "completed"
     state.finish_run(
@@ -353,6 +364,17 @@ def _timed(summary: RunSummary, stage: str) -> Iterator[None]:
         summary.durations[stage] = time.perf_counter() - start
 
 
+def _interruption(exc: BaseException) -> str | None:
+    """Why the run stopped, when it was interrupted, in whatever form the interrupt reached
+    the flow: KeyboardInterrupt, Prefect's TerminationSignal (SIGTERM during a flow run), or
+    the error of the DuckDB statement it stopped (the CLI's handlers remember the signal)."""
+    if reason := interruption():
+        return reason
+    if isinstance(exc, TerminationSignal):
+        return f"interrupted by {signal.Signals(exc.signal).name}"
+    return "interrupted" if isinstance(exc, KeyboardInterrupt) else None
+
+
 def _flow_run_id() -> str | None:
     run_id = flow_run.get_id()
     return str(run_id) if run_id else None
@@ -372,7 +394,11 @@ def _publish(summary: RunSummary) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flows.cli import parse_config
+    """The command line: exit 0 for a completed run, 1 for a failed one (one line on stderr;
+    the traceback with --debug, and in the Prefect UI through the API logs), 2 for bad
+    arguments, 130 (143 for SIGTERM) for an interrupted one, recorded as cancelled."""
+    from flows.cli import build_parser, one_line_console, parse_config
+    from tasks import faults
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "rebuild":
@@ -384,9 +410,20 @@ def main(argv: list[str] | None = None) -> int:
 
         return status_main(argv[1:])
     config = parse_config(argv)
+    if not build_parser().parse_args(argv).debug:
+        one_line_console()
+    faults.install_interrupt_handlers()
     try:
         summary = reddit_pipeline(config)
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt, TerminationSignal) as exc:
+        reason = faults.interruption()
+        if reason or not isinstance(exc, Exception):
+            print(
+                f"error: the run was {reason or 'interrupted'}: it is recorded as cancelled, "
+                "and the next run takes it up again",
+                file=sys.stderr,
+            )
+            return faults.exit_status()
         print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     summary.print()
@@ -397,5 +434,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

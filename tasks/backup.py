@@ -16,13 +16,15 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks import duck
 from tasks.lake import Lake
-from tasks.state import StateStore
+from tasks.state import SCHEMA, StateStore
 
 BACKUP_PREFIX = "backups/state"
 MANIFEST = "manifest.json"
@@ -55,8 +57,42 @@ def _existing_tables(store: StateStore) -> list[str]:
     return [t for t in TABLES if t in present]
 
 
+@cache
+def state_columns() -> dict[str, tuple[str, ...]]:
+    """Each state table's columns, read back from the DDL the store itself runs
+    (tasks.state.SCHEMA and check_results') in an in-memory DuckDB: what a restore may write
+    is the schema's own list, not a copy that could drift from it."""
+    from tasks.check import CHECK_RESULTS_DDL
+
+    con = duck.connect()
+    try:
+        for statement in (*SCHEMA, CHECK_RESULTS_DDL):
+            con.execute(statement)
+        rows = con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "order by table_name, ordinal_position"
+        ).fetchall()
+    finally:
+        con.close()
+    columns: dict[str, tuple[str, ...]] = {}
+    for table, column in rows:
+        columns[table] = (*columns.get(table, ()), column)
+    return columns
+
+
+def quote_identifier(store: StateStore, name: str) -> str:
+    """A table or column name as SQL, quoted by the store's driver (psycopg's Identifier;
+    DuckDB has no such call, and its rule is the standard one: double quotes, doubled)."""
+    raw: Any = getattr(store.con, "raw", None)
+    if store.placeholder == "%s" and raw is not None:
+        from psycopg import sql
+
+        return sql.Identifier(name).as_string(raw)
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _read_table(store: StateStore, table: str) -> pa.Table:
-    cursor = store._execute(f"select * from {table}")
+    cursor = store._execute(f"select * from {table}")  # table: one of TABLES
     names = [d[0] for d in cursor.description]
     rows = cursor.fetchall()
     return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
@@ -120,10 +156,73 @@ def _resolve(lake: Lake, backup: str | None) -> str:
     return wanted.rstrip("/")
 
 
+@dataclass(frozen=True)
+class CheckedBackup:
+    """A backup read whole from the lake and checked against the state schema: only known
+    tables, only their known columns, the manifest's row counts. Nothing in it has reached
+    a database yet."""
+
+    prefix: str
+    tables: dict[str, pa.Table]
+
+
+def _manifest_counts(prefix: str, manifest: Any) -> dict[str, int]:
+    """The manifest's table -> row count, refused unless every table is a state table and
+    every count a whole number: its names become SQL identifiers, so a crafted manifest
+    (a name with SQL in it, a table of another application) must stop here."""
+    tables = manifest.get("tables") if isinstance(manifest, dict) else None
+    if not isinstance(tables, dict) or "pipeline_runs" not in tables:
+        raise RestoreError(
+            f"{prefix}/{MANIFEST} is not a state backup manifest (no table list with "
+            "pipeline_runs); restore another backup"
+        )
+    unknown = sorted(str(t) for t in tables if t not in TABLES)
+    if unknown:
+        raise RestoreError(
+            f"{prefix}/{MANIFEST} names tables the state store does not have: "
+            f"{', '.join(repr(t) for t in unknown)} (known: {', '.join(TABLES)}); "
+            "this backup was not written by this pipeline, restore another"
+        )
+    for table, count in tables.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise RestoreError(f"{prefix}/{MANIFEST}: the row count of {table} is {count!r}")
+    return {table: tables[table] for table in TABLES if table in tables}
+
+
+def read_backup(lake: Lake, backup: str | None = None) -> CheckedBackup:
+    """Read and check a backup (default: the newest complete one) without touching any
+    database: a restore that would fail on the data fails here, with the store untouched."""
+    prefix = _resolve(lake, backup)
+    try:
+        manifest = json.loads(lake.get_bytes(f"{prefix}/{MANIFEST}"))
+    except ValueError as exc:
+        raise RestoreError(f"{prefix}/{MANIFEST} is not JSON: {exc}") from None
+    known = state_columns()
+    tables: dict[str, pa.Table] = {}
+    for table, expected in _manifest_counts(prefix, manifest).items():
+        try:
+            data = pq.read_table(io.BytesIO(lake.get_bytes(f"{prefix}/{table}.parquet")))
+        except pa.ArrowInvalid as exc:
+            raise RestoreError(f"{prefix}/{table}.parquet is not readable Parquet: {exc}") from None
+        if data.num_rows != expected:
+            raise RestoreError(
+                f"{prefix}/{table}.parquet has {data.num_rows} rows, manifest says {expected}"
+            )
+        extra = [c for c in data.column_names if c not in known[table]]
+        if extra:
+            raise RestoreError(
+                f"{prefix}/{table}.parquet has columns the state schema does not know: "
+                f"{', '.join(repr(c) for c in extra)}; restore another backup"
+            )
+        tables[table] = data
+    return CheckedBackup(prefix, tables)
+
+
 def _insert_rows(store: StateStore, table: str, data: pa.Table) -> None:
     columns = data.column_names
     placeholders = ", ".join([store.placeholder] * len(columns))
-    statement = f"insert into {table} ({', '.join(columns)}) values ({placeholders})"
+    names = ", ".join(quote_identifier(store, c) for c in columns)
+    statement = f"insert into {quote_identifier(store, table)} ({names}) values ({placeholders})"
     records = [tuple(row[c] for c in columns) for row in data.to_pylist()]
     if not records:
         return
@@ -138,40 +237,36 @@ def _insert_rows(store: StateStore, table: str, data: pa.Table) -> None:
             store.con.execute(statement, record)
 
 
-def restore_state(store: StateStore, lake: Lake, backup: str | None = None) -> BackupResult:
-    """Load a backup (default: the newest complete one) into a store whose state tables are
-    empty: the schema is created with StateStore.ensure_schema, rows are inserted in one
-    transaction, and the row counts are checked against the manifest before committing."""
+def restore_state(
+    store: StateStore, lake: Lake, backup: str | CheckedBackup | None = None
+) -> BackupResult:
+    """Load a backup (default: the newest complete one; or one read_backup has checked) into
+    a store whose state tables are empty: the backup is checked before the store is touched
+    (read_backup), the schema is created with StateStore.ensure_schema, and the rows are
+    inserted in one transaction."""
     from tasks.check import ensure_check_results_table
 
-    prefix = _resolve(lake, backup)
-    manifest = json.loads(lake.get_bytes(f"{prefix}/{MANIFEST}"))
+    checked = backup if isinstance(backup, CheckedBackup) else read_backup(lake, backup)
     store.ensure_schema()
-    if "check_results" in manifest["tables"]:
+    if "check_results" in checked.tables:
         ensure_check_results_table(store)
-    for table in manifest["tables"]:
-        count = store._execute(f"select count(*) from {table}").fetchone()[0]
+    for table in checked.tables:
+        count = store._execute(f"select count(*) from {quote_identifier(store, table)}")
+        count = count.fetchone()[0]
         if count:
             store.con.commit()
             raise RestoreError(
                 f"table {table} already holds {count} rows: restore only into an empty "
                 "database (create a new one, point REDDIT_PIPELINE_STATE_DSN at it)"
             )
-    restored: dict[str, int] = {}
     try:
-        for table, expected in manifest["tables"].items():
-            data = pq.read_table(io.BytesIO(lake.get_bytes(f"{prefix}/{table}.parquet")))
-            if data.num_rows != expected:
-                raise RestoreError(
-                    f"{prefix}/{table}.parquet has {data.num_rows} rows, manifest says {expected}"
-                )
+        for table, data in checked.tables.items():
             _insert_rows(store, table, data)
-            restored[table] = data.num_rows
     except BaseException:
         _rollback(store)
         raise
     store.con.commit()
-    return BackupResult(prefix, restored)
+    return BackupResult(checked.prefix, {t: d.num_rows for t, d in checked.tables.items()})
 
 
 def _rollback(store: StateStore) -> None:

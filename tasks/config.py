@@ -8,12 +8,14 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     SecretStr,
     SerializerFunctionWrapHandler,
     create_model,
@@ -33,8 +35,6 @@ ModelEngine = Literal["duckdb", "athena"]
 WarehouseKind = Literal["duckdb", "postgres", "redshift"]
 CheckEngineName = Literal["auto", "duckdb", "athena", "postgres", "redshift"]
 
-# Reddit's rule for subreddit names: 3 to 21 letters, digits or underscores
-# (a few historic names are 2 characters long, e.g. r/de, r/tr).
 # Folders (separated by os.pathsep; relative ones are under the project folder) that a run's
 # lake_dir, warehouse_path, state_path and dump_paths must lie in. prefect.yaml sets it in the
 # production deployments' job variables: without it a run's parameters could point the
@@ -42,6 +42,8 @@ CheckEngineName = Literal["auto", "duckdb", "athena", "postgres", "redshift"]
 ALLOWED_ROOTS_ENV = "REDDIT_PIPELINE_ALLOWED_ROOTS"
 PATH_FIELDS = ("lake_dir", "warehouse_path", "state_path", "dump_paths")
 
+# Reddit's rule for subreddit names: 3 to 21 letters, digits or underscores
+# (a few historic names are 2 characters long, e.g. r/de, r/tr).
 SUBREDDIT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_]{1,20}$"
 # The same rule in the JSON schema, so the Prefect server rejects a bad name before a run
 # starts; it admits the "r/" prefix and spaces the validator strips.
@@ -56,6 +58,29 @@ POST_ID_INPUT_PATTERN = r"^\s*(t3_)?[0-9A-Za-z]{1,13}\s*$"
 # upper bounds are checked by pydantic when the run starts.
 NOT_NEGATIVE = {"pattern": r"^[^-]*$"}
 POSITIVE = {"pattern": r"^[^-]*[1-9][^-]*$"}
+
+
+def mask_url_credentials(url: str) -> str:
+    """The URL with the password of its user part (or a bare token user) replaced by ***:
+    http://user:***@proxy. The host stays readable, since it says where a run read from."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return urlunsplit(parts._replace(netloc=f"{masked}@{hostport}"))
+
+
+# A URL that may carry credentials (http://user:pass@proxy): a secret in memory, shown as
+# '**********', and dumped to JSON (Prefect's flow-run parameters, pipeline_runs.parameters)
+# with its password masked.
+SecretUrl = Annotated[
+    SecretStr,
+    PlainSerializer(
+        lambda url: mask_url_credentials(url.get_secret_value()), return_type=str, when_used="json"
+    ),
+]
 
 
 class PipelineConfig(BaseModel):
@@ -74,8 +99,10 @@ class PipelineConfig(BaseModel):
         description="Name of a RedditCredentials block; without it the API source reads the "
         "REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET and REDDIT_USER_AGENT environment variables.",
     )
-    reddit_base_url: str | None = Field(
-        None, description="Another Reddit endpoint (a proxy or a test server). Default: Reddit."
+    reddit_base_url: SecretUrl | None = Field(
+        None,
+        description="Another Reddit endpoint (a proxy or a test server). Default: Reddit. "
+        "A password in it is kept secret (stored and shown as user:***).",
     )
     refresh_max_age: timedelta = Field(
         timedelta(days=3),
@@ -350,6 +377,11 @@ class PipelineConfig(BaseModel):
             return self
         merged = {**self.model_dump(exclude_unset=True), **overrides.model_dump(exclude_unset=True)}
         return PipelineConfig.model_validate(merged)
+
+    def redacted_dump(self) -> dict[str, Any]:
+        """The settings as JSON with every secret masked (DSNs as '**********', a URL's
+        password as ***): what pipeline_runs.parameters keeps and Prefect shows."""
+        return self.model_dump(mode="json")
 
     def input_files(self) -> list[Path]:
         """The dump files this run reads (none for the API)."""

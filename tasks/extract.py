@@ -296,13 +296,14 @@ def extract_api_source(
         config.reddit_max_wait.total_seconds(), config.reddit_total_wait.total_seconds()
     )
     options = client_options(config, budget)
+    base_url = config.reddit_base_url.get_secret_value() if config.reddit_base_url else None
     extracts = run_extract(
         auth,
         config.subreddits,
         list(settings.KINDS),
         watermarks,
         overlap_seconds=config.overlap.total_seconds(),
-        base_url=config.reddit_base_url,
+        base_url=base_url,
         options=options,
     )
     result = ApiExtract(problems=unavailable_problems(extracts))
@@ -337,7 +338,7 @@ def extract_api_source(
             fetch_comment_trees(
                 auth,
                 config.comment_tree_posts,
-                base_url=config.reddit_base_url,
+                base_url=base_url,
                 options=options,
             )
         )
@@ -354,9 +355,7 @@ def extract_api_source(
             config.refresh_max_age.total_seconds(),
         )
         if names:
-            lines = asyncio.run(
-                refresh_posts(auth, names, base_url=config.reddit_base_url, options=options)
-            )
+            lines = asyncio.run(refresh_posts(auth, names, base_url=base_url, options=options))
             stage(lines, "posts", api_batch_id("posts", "all", int(time.time()), part="refresh"))
     return result
 

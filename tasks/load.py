@@ -255,7 +255,13 @@ def held_in_duckdb(warehouse: Path, table: str, fullnames: Sequence[str]) -> set
         con.close()
 
 
-@task(name="load", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(
+    name="load",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=faults.retry_unless_interrupted,
+)
 def load_task(
     warehouse: Path,
     lake: Lake,

@@ -28,7 +28,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from tasks import duck
+from tasks import duck, faults
 
 # A watermark says what one warehouse holds, so the warehouse (tasks.engines.Warehouse's
 # destination: kind and location, no secret) is part of its key: a run into another warehouse
@@ -340,6 +340,7 @@ class StateStore:
                 "and excluded.fullname > watermarks.fullname)))",
                 (destination, source, subreddit, kind, created, fullname, run_id, now),
             )
+            faults.crash_point("commit:watermark")
         self.con.commit()
 
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:

@@ -175,7 +175,13 @@ def load_postgres(
     return result
 
 
-@task(name="load-postgres", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(
+    name="load-postgres",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=faults.retry_unless_interrupted,
+)
 def load_postgres_task(
     warehouse: Any,
     lake: Lake,

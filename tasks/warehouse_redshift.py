@@ -245,7 +245,13 @@ def held_in_redshift(warehouse: Any, table: str, fullnames: Sequence[str]) -> se
         connection.close()
 
 
-@task(name="load-redshift", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
+@task(
+    name="load-redshift",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=faults.retry_unless_interrupted,
+)
 def load_redshift_task(
     warehouse: Any,
     lake: Lake,

@@ -19,7 +19,7 @@ from tasks.backup import NoStateError, RestoreError, backup_state, list_backups,
 from tasks.check import CheckReport, CheckRow, record_check_results
 from tasks.db_pool import close_pools, pooled_state
 from tasks.lake import Lake, LocalLake
-from tasks.state import RunRecord, StateStore, open_postgres_state
+from tasks.state import RunRecord, StateStore, open_duckdb_state, open_postgres_state
 
 ORDER = {
     "pipeline_runs": "run_id",
@@ -252,3 +252,116 @@ def test_the_backup_without_a_state_dsn_or_file_fails_at_once_and_creates_nothin
     assert "no state store" in capsys.readouterr().err
     assert not state.exists()
     assert time.monotonic() - started < 25  # not retried: the retries wait 30 s and more
+
+
+def _duckdb_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        present = {row[0] for row in con.execute("show tables").fetchall()}
+        return {
+            table: con.execute(f"select * from {table} order by {order}").fetchall()
+            for table, order in ORDER.items()
+            if table in present
+        }
+    finally:
+        con.close()
+
+
+def _pg_tables(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as connection:
+        rows = connection.execute(
+            "select table_name from information_schema.tables where table_schema = 'public'"
+        ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def _craft(lake_dir: Path, prefix: str, how: str) -> None:
+    """Turn a real backup into a crafted one, the way someone with write access to the lake
+    could: every name in it is data that a restore must not run as SQL."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = lake_dir / prefix
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if how == "sql in a table name":
+        name = "watermarks; drop table pipeline_runs; select 0"
+        (folder / f"{name}.parquet").write_bytes((folder / "watermarks.parquet").read_bytes())
+        manifest["tables"][name] = manifest["tables"].pop("watermarks")
+    elif how == "unknown table":
+        pq.write_table(pa.table({"name": ["x"]}), folder / "users.parquet")
+        manifest["tables"]["users"] = 1
+    else:  # a column the schema does not have, its name an injection too
+        runs = pq.read_table(folder / "pipeline_runs.parquet")
+        column = "error) select 1; drop table watermarks; --"
+        pq.write_table(
+            runs.append_column(column, pa.array(["x"] * runs.num_rows)),
+            folder / "pipeline_runs.parquet",
+        )
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("how", ["sql in a table name", "unknown table", "unknown column"])
+def test_a_crafted_backup_is_refused_before_any_state_store_is_touched(
+    pg_dsn: str, empty_dsn: str, tmp_path: Path, how: str
+) -> None:
+    lake = LocalLake(tmp_path / "lake")
+    source = open_postgres_state(pg_dsn)
+    _fill(source)
+    backup = backup_state(source, lake)
+    source.close()
+    _craft(tmp_path / "lake", backup.prefix, how)
+    # A DuckDB state store in use, whose rows must survive, and an empty PostgreSQL database
+    # in which not even the schema may appear.
+    held = tmp_path / "held.duckdb"
+    store = open_duckdb_state(held)
+    _fill(store)
+    store.close()
+    before = _duckdb_rows(held)
+
+    for target in (open_duckdb_state(held), open_postgres_state(empty_dsn)):
+        with pytest.raises(RestoreError, match=r"state (store|schema) does not"):
+            try:
+                restore_state(target, lake)
+            finally:
+                target.close()
+    fresh = tmp_path / "fresh.duckdb"
+    code = main(["restore", "--state", str(fresh), "--lake-dir", str(tmp_path / "lake")])
+
+    assert _duckdb_rows(held) == before
+    assert code == 1 and not fresh.exists()
+
+
+def test_a_crafted_backup_leaves_an_empty_postgresql_database_without_tables(
+    pg_dsn: str, empty_dsn: str, tmp_path: Path
+) -> None:
+    lake = LocalLake(tmp_path / "lake")
+    source = open_postgres_state(pg_dsn)
+    _fill(source)
+    backup = backup_state(source, lake)
+    source.close()
+    _craft(tmp_path / "lake", backup.prefix, "unknown table")
+
+    code = main(["restore", "--state-dsn", empty_dsn, "--lake-dir", str(tmp_path / "lake")])
+
+    assert code == 1
+    assert _pg_tables(empty_dsn) == []
+
+
+def test_a_duckdb_backup_restores_into_a_new_duckdb_file_with_equal_rows(tmp_path: Path) -> None:
+    lake = LocalLake(tmp_path / "lake")
+    source_path = tmp_path / "state.duckdb"
+    source = open_duckdb_state(source_path)
+    _fill(source)
+    backup_state(source, lake)
+    source.close()
+    restored = tmp_path / "restored" / "state.duckdb"
+
+    code = main(["restore", "--state", str(restored), "--lake-dir", str(tmp_path / "lake")])
+
+    assert code == 0
+    assert _duckdb_rows(restored) == _duckdb_rows(source_path)
+    assert set(_duckdb_rows(restored)) == set(ORDER)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +119,107 @@ def test_api_options_become_config_and_bad_ones_are_one_line_errors() -> None:
         result = _run(*args)
         assert result.returncode == 2, args
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_plain_script_run_without_the_makefile_logs_no_telemetry_error(tmp_path: Path) -> None:
+    """`python flows/main.py` as a user types it: none of the Makefile's variables, a fresh
+    Prefect home, the temporary server Prefect starts for a run without an API."""
+    from helpers import path_args
+
+    made_by_make = ("PREFECT_", "SODA_", "DO_NOT_TRACK")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(made_by_make)}
+    (tmp_path / "prefect").mkdir()
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "240"  # a loaded test machine
+    paths = {n: tmp_path / f for n, f in (("lake_dir", "lake"), ("warehouse_path", "w.duckdb"))}
+    paths["state_path"] = tmp_path / "state.duckdb"
+
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "flows" / "main.py"), *path_args(paths)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=tmp_path,
+        env=env,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "telemetry" not in (result.stdout + result.stderr).lower(), result.stderr[-3000:]
+
+
+def test_a_password_in_the_reddit_url_is_never_stored_shown_or_logged(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    import time
+    from uuid import UUID
+
+    import duckdb
+    from fake_reddit import USER_AGENT, FakeReddit
+    from helpers import path_args, run_cli
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    password = "pw-Sekr3t-9"
+    paths = {
+        "lake_dir": tmp_path / "lake",
+        "warehouse_path": tmp_path / "w.duckdb",
+        "state_path": tmp_path / "state.duckdb",
+    }
+    with FakeReddit(limit=200, window=2.0) as reddit:
+        reddit.add_posts("python", 5, time.time() - 3600, step=60)
+        url = reddit.url.replace("http://", f"http://proxyuser:{password}@")
+        env = {
+            "REDDIT_CLIENT_ID": reddit.client_id,
+            "REDDIT_CLIENT_SECRET": reddit.client_secret,
+            "REDDIT_USER_AGENT": USER_AGENT,
+        }
+        args = ["--source", "api", "--subreddit", "python", "--reddit-url", url]
+        result = run_cli([*args, *path_args(paths)], prefect_api, env=env)
+
+    con = duckdb.connect(str(paths["state_path"]), read_only=True)
+    parameters, error, flow_run_id = con.execute(
+        "select parameters, error, flow_run_id from pipeline_runs"
+    ).fetchone()
+    con.close()
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(UUID(flow_run_id))
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
+        )
+
+    assert json.loads(parameters)["reddit_base_url"] == url.replace(password, "***")
+    assert flow_run.parameters["config"]["reddit_base_url"] == url.replace(password, "***")
+    assert logs, "the run's logs reached the API"
+    for text in (result.stdout, result.stderr, parameters, error or "", *(x.message for x in logs)):
+        assert password not in text
+
+
+def test_bad_credentials_print_one_line_on_stderr_and_the_traceback_only_with_debug(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    from fake_reddit import USER_AGENT, FakeReddit
+    from helpers import path_args, run_cli
+
+    paths = {
+        "lake_dir": tmp_path / "lake",
+        "warehouse_path": tmp_path / "w.duckdb",
+        "state_path": tmp_path / "state.duckdb",
+    }
+    with FakeReddit(limit=200, window=2.0) as reddit:
+        env = {
+            "REDDIT_CLIENT_ID": reddit.client_id,
+            "REDDIT_CLIENT_SECRET": "not-the-secret",
+            "REDDIT_USER_AGENT": USER_AGENT,
+        }
+        args = ["--source", "api", "--subreddit", "python", "--reddit-url", reddit.url]
+        plain = run_cli([*args, *path_args(paths)], prefect_api, env=env)
+        debug = run_cli([*args, *path_args(paths), "--debug"], prefect_api, env=env)
+
+    assert plain.returncode == 1
+    [line] = plain.stderr.splitlines()
+    assert line.startswith("error: the run failed: RedditAuthError"), line
+    assert "Traceback" not in plain.stdout
+    assert "Finished in state Failed" in plain.stdout  # Prefect's log, without tracebacks
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.splitlines()[-1].startswith("error: the run failed: RedditAuthError")

@@ -84,3 +84,49 @@ def test_the_status_command_reads_a_postgresql_state_store(pg_dsn: str, tmp_path
     assert "run-bad: RedditAuthError: 401" in shown.stdout
     assert missing.returncode == 2
     assert "no state store" in missing.stderr and not (tmp_path / "none.duckdb").exists()
+
+
+def test_status_leaves_the_duckdb_state_files_byte_identical_and_needs_no_write_access(
+    tmp_path: Path,
+) -> None:
+    """The state of a run that was killed: the file and its write-ahead log, which a write
+    open would fold into the file (rewriting it) and delete."""
+    from helpers import PROJECT_DIR
+
+    state = tmp_path / "state" / "state.duckdb"
+    killed_run = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from tasks.state import RunRecord, open_duckdb_state\n"
+        "store = open_duckdb_state(Path(sys.argv[1]))\n"
+        "store.start_run(RunRecord('run-ok', 'dump'))\n"
+        "store.finish_run('run-ok', 'completed', {'staged': 3}, 10, {})\n"
+        "store.start_run(RunRecord('run-killed', 'dump'))\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", killed_run, str(state)], cwd=PROJECT_DIR, check=True)
+    before = {p.name: p.read_bytes() for p in state.parent.iterdir()}
+    assert sorted(before) == ["state.duckdb", "state.duckdb.wal"]
+    for path in state.parent.iterdir():
+        path.chmod(0o444)
+    state.parent.chmod(0o555)
+    try:
+        shown = subprocess.run(
+            [
+                sys.executable,
+                str(PROJECT_DIR / "flows" / "main.py"),
+                "status",
+                "--state",
+                str(state),
+            ],
+            env={**os.environ, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        state.parent.chmod(0o755)
+
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "run-ok" in shown.stdout and "run-killed" in shown.stdout
+    assert {p.name: p.read_bytes() for p in state.parent.iterdir()} == before
