@@ -267,7 +267,7 @@ def _api_config(reddit: FakeReddit, paths: dict[str, Path], **fields: object) ->
 def _marks(paths: dict[str, Path]) -> dict[tuple[str, str], tuple[float, str]]:
     state = open_duckdb_state(paths["state_path"])
     try:
-        return state.read_watermarks("api")
+        return state.read_watermarks("api", f"duckdb:{paths['warehouse_path'].resolve()}")
     finally:
         state.close()
 

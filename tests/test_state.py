@@ -314,7 +314,7 @@ def test_a_run_keeps_its_locks_past_the_idle_in_transaction_timeout(
     try:
         first.start_run(RunRecord("run-a", "api"))
         with first.subreddit_locks("api", ["python"]):
-            first.read_watermarks("api")
+            first.read_watermarks("api", WH)
             until = time.monotonic() + 3
             while time.monotonic() < until:
                 with (
@@ -324,9 +324,9 @@ def test_a_run_keeps_its_locks_past_the_idle_in_transaction_timeout(
                     pass
                 refusals += 1
                 time.sleep(0.3)
-            first.advance_watermarks("api", {("python", "posts"): (5.0, "t3_a")}, "run-a")
+            first.advance_watermarks("api", WH, {("python", "posts"): (5.0, "t3_a")}, "run-a")
         first.finish_run("run-a", "completed", {}, 0, {})
-        assert first.read_watermarks("api") == {("python", "posts"): (5.0, "t3_a")}
+        assert first.read_watermarks("api", WH) == {("python", "posts"): (5.0, "t3_a")}
         assert [r["status"] for r in second.recent_runs()] == ["completed"]
     finally:
         first.close()
@@ -348,9 +348,9 @@ def test_no_state_connection_is_left_idle_in_a_transaction(pg_dsn: str, tmp_path
     calls = {
         "mark_crashed_runs": store.mark_crashed_runs,
         "start_run": lambda: store.start_run(RunRecord("run-1", "api")),
-        "read_watermarks": lambda: store.read_watermarks("api"),
+        "read_watermarks": lambda: store.read_watermarks("api", WH),
         "advance_watermarks": lambda: store.advance_watermarks(
-            "api", {("python", "posts"): (1.0, "t3_a")}, "run-1"
+            "api", WH, {("python", "posts"): (1.0, "t3_a")}, "run-1"
         ),
         "recent_runs": store.recent_runs,
         "lags": lambda: lags(store),
@@ -549,8 +549,8 @@ def test_nothing_commits_under_locks_whose_session_was_lost(pg_dsn: str) -> None
                     "select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory'"
                 )
             with pytest.raises(StateLockedError, match="lost its state locks"):
-                store.advance_watermarks("api", {("python", "posts"): (5.0, "t3_a")}, "run-a")
-        assert store.read_watermarks("api") == {}
+                store.advance_watermarks("api", WH, {("python", "posts"): (5.0, "t3_a")}, "run-a")
+        assert store.read_watermarks("api", WH) == {}
     finally:
         store.close()
 
