@@ -4,8 +4,12 @@ or the shrunk sequence of runs), so they stay fixed whatever the generators draw
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
+from test_run_sequences import PipelineRuns, Run
+from test_run_sequences import world as world_fixture  # noqa: F401  (the fixture `world`)
 from test_single_line import _stage, assert_line_kept_or_quarantined
 
 T0 = 1_714_521_600
@@ -60,3 +64,46 @@ def test_subreddit_with_a_nul_character_is_quarantined_and_the_rest_lands() -> N
     line = _post(subreddit="py\u0000thon")
     landed, line_no = _stage(line, 6)
     assert_line_kept_or_quarantined(landed, line, line_no)
+
+
+# ---- run sequences (tests/test_run_sequences.py), replayed step by step --------------------
+@pytest.fixture
+def machine(request: pytest.FixtureRequest) -> Iterator[PipelineRuns]:
+    """A fresh machine over the session's inputs; the tests call its rules in order."""
+    PipelineRuns.world = request.getfixturevalue("world_fixture")
+    state = PipelineRuns()
+    yield state
+    state.teardown()
+
+
+@pytest.mark.e2e
+def test_a_filtered_run_over_days_the_lake_holds_for_other_subreddits_succeeds(
+    machine: PipelineRuns,
+) -> None:
+    """Found (shrunk): the model rebuilt whole days, other subreddits included, so the check
+    'subreddit is one the run asked for' stopped the load and the run failed."""
+    machine.first_run(run=Run("dump", ("crawl1/RS_2024-05.zst",), (), None, None, True))
+    machine.every_warehouse_holds_what_the_model_says()
+    machine.switch_warehouse()
+    machine.run_dumps(
+        run=Run(
+            "dump",
+            ("crawl1/RS_2024-05.zst", "late/python_submissions.zst"),
+            ("python",),
+            None,
+            datetime(2024, 5, 3, tzinfo=UTC),
+            True,
+        )
+    )
+    machine.every_warehouse_holds_what_the_model_says()
+
+
+@pytest.mark.e2e
+def test_a_run_into_a_new_warehouse_loads_everything_in_its_scope(machine: PipelineRuns) -> None:
+    """Found (shrunk): the watermarks belonged to the state store, not to the warehouse, so
+    the first incremental run into a new warehouse read only the last hour before them."""
+    machine.first_run(run=Run("dump", ("crawl1/RS_2024-05.zst",), (), None, None, True))
+    machine.every_warehouse_holds_what_the_model_says()
+    machine.switch_warehouse()
+    machine.rerun(full_refresh=False)
+    machine.every_warehouse_holds_what_the_model_says()
