@@ -255,11 +255,20 @@ def other_lines() -> st.SearchStrategy[bytes]:
     )
 
 
+@st.composite
+def edge_records(draw: st.DrawFn, kind: str = "posts") -> bytes:
+    """A good record but for one of the fields that place a line (id, subreddit, created_utc),
+    set to one of the format's edge values."""
+    record = _base_record(kind, draw(st.integers(0, 99_999)))
+    name = draw(st.sampled_from(PLACING_FIELDS))
+    edges = {"id": ID_EDGES, "subreddit": SUBREDDIT_EDGES, "created_utc": CREATED_EDGES}[name]
+    record[name] = draw(st.sampled_from(edges))
+    return json.dumps(record, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
+
+
 def single_lines(kind: str = "posts") -> st.SearchStrategy[bytes]:
     """Any one line of a dump (without its newline)."""
-    return st.one_of(
-        encoded_records(kind), encoded_records(kind), damaged_lines(kind), other_lines()
-    )
+    return st.one_of(edge_records(kind), encoded_records(kind), damaged_lines(kind), other_lines())
 
 
 def huge_line(size: int = 3 * 1024 * 1024) -> bytes:

@@ -523,7 +523,7 @@ def test_generated_run_sequences_leave_each_warehouse_as_the_model_computes(
         PipelineRuns,
         settings=settings(
             max_examples=budget(ci=4, fuzz=150),
-            stateful_step_count=budget(ci=5, fuzz=25),
+            stateful_step_count=budget(ci=4, fuzz=25),
         ),
     )
 

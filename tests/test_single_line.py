@@ -174,7 +174,7 @@ def _stage(line: bytes, position: int) -> tuple[Landed, int]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@settings(max_examples=budget(ci=60, fuzz=5_000))
+@settings(max_examples=budget(ci=100, fuzz=5_000))
 @given(line=single_lines("posts"), position=st.integers(0, GOOD_COUNT))
 @example(line=huge_line(), position=3)
 def test_any_single_line_is_kept_exactly_or_quarantined_and_the_good_lines_land(
