@@ -70,5 +70,5 @@ clean:
 ## the generated tests (hypothesis) with the `fuzz` profile: many more examples and longer
 ## run sequences than `make test` (whose `ci` profile is fixed and bounded)
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider \
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest \
 		tests/test_single_line.py tests/test_run_sequences.py
