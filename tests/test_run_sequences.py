@@ -30,7 +30,7 @@ import duckdb
 import pytest
 import zstandard
 from fake_reddit import USER_AGENT, FakeReddit
-from helpers import run_cli
+from helpers import PROJECT_DIR, run_cli
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -459,13 +459,24 @@ class PipelineRuns(RuleBasedStateMachine):
         self.warehouses_made += 1
         self.warehouse = f"warehouse-{self.warehouses_made}"
 
+    @rule(run=dump_runs)
+    def run_in_a_new_warehouse(self, run: Run) -> None:
+        """What a user does after pointing the pipeline at another warehouse."""
+        self.switch_warehouse()
+        self.execute(run)
+
     @rule(run=st.one_of(dump_runs, sample_runs), crash_at=st.sampled_from(CRASH_POINTS))
     def kill_then_rerun(self, run: Run, crash_at: str) -> None:
         inputs = self.world.inputs(run)
         killed = run_cli(
             self.cli_args(run),
             self.world.prefect_api,
-            env={**self.world.reddit_env, "REDDIT_PIPELINE_CRASH_AT": crash_at},
+            # This checkout's packages, not whichever one the environment has installed.
+            env={
+                **self.world.reddit_env,
+                "PYTHONPATH": str(PROJECT_DIR),
+                "REDDIT_PIPELINE_CRASH_AT": crash_at,
+            },
         )
         # A run that stages nothing never reaches the points after the stage: it completes.
         assert killed.returncode in (-9, 0), killed.stderr[-3000:]
@@ -522,7 +533,7 @@ def test_generated_run_sequences_leave_each_warehouse_as_the_model_computes(
     run_state_machine_as_test(
         PipelineRuns,
         settings=settings(
-            max_examples=budget(ci=4, fuzz=150),
+            max_examples=budget(ci=5, fuzz=150),
             stateful_step_count=budget(ci=4, fuzz=25),
         ),
     )
