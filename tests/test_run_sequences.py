@@ -533,8 +533,8 @@ def test_generated_run_sequences_leave_each_warehouse_as_the_model_computes(
     run_state_machine_as_test(
         PipelineRuns,
         settings=settings(
-            max_examples=budget(ci=5, fuzz=150),
-            stateful_step_count=budget(ci=4, fuzz=25),
+            max_examples=budget(ci=10, fuzz=150),
+            stateful_step_count=budget(ci=5, fuzz=25),
         ),
     )
 

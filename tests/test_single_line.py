@@ -9,6 +9,7 @@ zstd file, and for a few examples through the whole flow into a DuckDB warehouse
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import re
@@ -96,6 +97,16 @@ def is_valid_record(line: bytes) -> bool:
     return math.isfinite(created) and REDDIT_EPOCH <= created <= NOW
 
 
+def _decompressed(path: Path) -> bytes:
+    """A lake file's bytes whatever its codec (the raw codec is a setting)."""
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".zst"):
+        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    return data
+
+
 @dataclass
 class Landed:
     """Where a staged dump's lines went, read back from the lake folder alone."""
@@ -109,13 +120,15 @@ class Landed:
     def read(cls, root: Path, lake_dir: Path) -> Landed:
         raw = [
             line
-            for path in sorted((lake_dir / "raw").rglob("*.gz"))
-            for line in gzip.decompress(path.read_bytes()).split(b"\n")[:-1]
+            for path in sorted((lake_dir / "raw").rglob("*"))
+            if path.is_file() and not path.name.startswith(".")
+            for line in _decompressed(path).split(b"\n")[:-1]
         ]
         quarantine = [
             json.loads(line)
-            for path in sorted((lake_dir / "quarantine").rglob("*.ndjson"))
-            for line in path.read_text(encoding="utf-8").split("\n")
+            for path in sorted((lake_dir / "quarantine").rglob("*"))
+            if path.is_file() and not path.name.startswith(".")
+            for line in _decompressed(path).decode("utf-8").split("\n")
             if line
         ]
         parquet = sorted((lake_dir / "processed").rglob("*.parquet"))
@@ -125,13 +138,15 @@ class Landed:
             files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parquet)
             ids = [r[0] for r in con.execute(f"select id from read_parquet([{files}])").fetchall()]
             con.close()
-        # The warehouse and state files sit beside the lake; everything else must be inside.
-        allowed = [lake_dir / d for d in ("raw", "processed", "quarantine", "curated")]
-        allowed.append(root / "in")
+        # The warehouse and state files sit beside the lake, the dump in in/; nothing a line
+        # holds may place a file anywhere else.
         stray = [
             p
             for p in root.rglob("*")
-            if p.is_file() and p.parent != root and not any(p.is_relative_to(a) for a in allowed)
+            if p.is_file()
+            and p.parent != root
+            and not p.is_relative_to(lake_dir)
+            and not p.is_relative_to(root / "in")
         ]
         return cls(raw, quarantine, ids, stray)
 
