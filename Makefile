@@ -9,7 +9,7 @@ export PREFECT_HOME ?= $(CURDIR)/.local/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: run test lint e2e bench sample deploy-local bridge-test backup lake-setup roles clean
+.PHONY: run test lint e2e fuzz bench sample deploy-local bridge-test backup lake-setup roles clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,3 +66,9 @@ sample: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-airflow .local
+
+## the generated tests (hypothesis) with the `fuzz` profile: many more examples and longer
+## run sequences than `make test` (whose `ci` profile is fixed and bounded)
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest \
+		tests/test_single_line.py tests/test_run_sequences.py

@@ -55,3 +55,34 @@ def pg_dsn() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'drop database if exists "{name}" with (force)')
+
+
+# Hypothesis: `ci` (the default) is derandomized and bounded so `make test` stays within
+# minutes; `make fuzz` selects `fuzz` (HYPOTHESIS_PROFILE=fuzz), which searches far longer.
+# The example budgets of each generated test follow the profile (tests/strategies.py).
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+_SLOW_IS_FINE = [
+    HealthCheck.too_slow,
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.data_too_large,
+    HealthCheck.large_base_example,
+]
+hypothesis_settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    stateful_step_count=8,
+    suppress_health_check=_SLOW_IS_FINE,
+)
+hypothesis_settings.register_profile(
+    "fuzz",
+    deadline=None,
+    print_blob=True,
+    stateful_step_count=20,
+    suppress_health_check=_SLOW_IS_FINE,
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
