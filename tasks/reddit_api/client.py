@@ -22,6 +22,7 @@ from asyncprawcore.exceptions import (
     ResponseException,
 )
 
+from tasks.config import mask_url_credentials
 from tasks.reddit_api import settings
 from tasks.reddit_api.credentials import RedditAuth
 from tasks.reddit_api.errors import (
@@ -87,7 +88,8 @@ class RedditClient:
         self.budget = self.options.budget or WaitBudget(
             self.options.max_wait_seconds, self.options.total_wait_seconds
         )
-        self.url = (base_url or settings.OAUTH_URL).rstrip("/")
+        # What messages name: a proxy's password in the URL is a secret like any other.
+        self.url = mask_url_credentials((base_url or settings.OAUTH_URL).rstrip("/"))
         self._refused: str | None = None
         self._answered = False
         self._started = time.monotonic()
