@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,6 +45,9 @@ def spark() -> Iterator[Any]:
     os.environ.update(SPARK_ENV)
     from pyspark.sql import SparkSession
 
+    # A SparkContext replaces the SIGINT handler (to cancel its jobs) and never puts it back:
+    # later tests that interrupt themselves need Python's own.
+    sigint = signal.getsignal(signal.SIGINT)
     session = (
         SparkSession.builder.master("local[1]")
         .appName("test_glue_script")
@@ -54,6 +58,7 @@ def spark() -> Iterator[Any]:
     )
     yield session
     session.stop()
+    signal.signal(signal.SIGINT, sigint)
 
 
 @pytest.fixture(scope="module")

@@ -488,6 +488,9 @@ def test_finish_run_records_the_run_after_a_ctrl_c_in_the_middle_of_a_statement(
     import os
     import signal
 
+    # Python's own Ctrl-C: a SparkContext of an earlier test (test_glue_script) leaves its
+    # SIGINT handler installed, which would cancel Spark jobs instead of raising here.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     store = open_postgres_state(pg_dsn)
     try:
         store.start_run(RunRecord("run-1", "api"))
@@ -499,6 +502,7 @@ def test_finish_run_records_the_run_after_a_ctrl_c_in_the_middle_of_a_statement(
         [run] = store.recent_runs()
     finally:
         store.close()
+        signal.signal(signal.SIGINT, previous)
     assert (run["status"], run["error"]) == ("failed", "KeyboardInterrupt")
 
 
