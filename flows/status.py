@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tasks import settings
-from tasks.state import StateLockedError, StateStore
+from tasks.state import StateLockedError, StateStore, open_duckdb_state
 
 
 def lags(store: StateStore, now: datetime | None = None) -> list[tuple[str, str, str, float, str]]:
@@ -88,43 +88,6 @@ def render(
         console.print("no failed runs")
 
 
-class ReadOnlyDuckDB:
-    """The DuckDB state file opened read-only, as tasks.state's Connection: `status` must never
-    create the file, add its schema or write a checkpoint into it (a write open rewrites the
-    file on close), and must work on a file it may not write."""
-
-    def __init__(self, path: Path) -> None:
-        import duckdb
-
-        self.raw = duckdb.connect(str(path), read_only=True)
-        self.raw.execute("set TimeZone = 'UTC'")
-
-    def execute(self, query: str, params: Any = ()) -> Any:
-        return self.raw.execute(query, params)
-
-    def commit(self) -> None:
-        """Nothing to commit: every statement only reads."""
-
-    def close(self) -> None:
-        self.raw.close()
-
-
-def open_read_only(path: Path) -> StateStore:
-    """A StateStore over the DuckDB state file that can only read it. DuckDB admits no reader
-    beside a writing process: a run in progress holds the file until it ends."""
-    import duckdb
-
-    try:
-        return StateStore(ReadOnlyDuckDB(path), placeholder="?")
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StateLockedError(
-                f"the state file {path} is in use by a run; try again when it has finished "
-                "(a DuckDB file admits no reader beside its writer)"
-            ) from exc
-        raise
-
-
 def main(argv: list[str]) -> int:
     import duckdb
     import psycopg
@@ -159,7 +122,7 @@ def main(argv: list[str]) -> int:
         if dsn:
             store = open_state(PipelineConfig(state_dsn=SecretStr(dsn)))
         else:
-            store = open_read_only(args.state)
+            store = open_duckdb_state(args.state, read_only=True)
     except (psycopg.Error, PoolTimeout, duckdb.Error, StateLockedError) as exc:
         parser.exit(1, f"error: cannot open the state store: {type(exc).__name__}: {exc}\n")
     try:

@@ -463,11 +463,38 @@ class _DuckDBConnection:
             self.raw.close()
 
 
-def open_duckdb_state(path: Path) -> StateStore:
+class ReadOnlyDuckDBConnection:
+    """The DuckDB state file opened read-only, for `status`: it must never create the file,
+    add its schema or write a checkpoint into it (a write open rewrites the file on close),
+    and must work on a file it may not write."""
+
+    def __init__(self, path: Path) -> None:
+        import duckdb
+
+        self.raw = duckdb.connect(str(path), read_only=True)
+        self.raw.execute("set TimeZone = 'UTC'")
+
+    def execute(self, query: str, params: Any = ()) -> Any:
+        return self.raw.execute(query, params)
+
+    def commit(self) -> None:
+        """Nothing to commit: every statement only reads."""
+
+    def rollback(self) -> None:
+        """Nothing to undo: every statement only reads."""
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def open_duckdb_state(path: Path, read_only: bool = False) -> StateStore:
+    """The local state store; `read_only` opens an existing file without writing to it.
+    DuckDB admits one writing process and no reader beside it, so either open fails while a
+    run holds the file."""
     import duckdb
 
     try:
-        connection = _DuckDBConnection(path)
+        connection = ReadOnlyDuckDBConnection(path) if read_only else _DuckDBConnection(path)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise StateLockedError(
@@ -476,7 +503,8 @@ def open_duckdb_state(path: Path) -> StateStore:
             ) from exc
         raise
     store = StateStore(connection, placeholder="?")
-    store.ensure_schema()
+    if not read_only:
+        store.ensure_schema()
     return store
 
 
