@@ -15,12 +15,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/reddit-pipeline
 
-# Dependencies first, in their own layer: code changes then rebuild in seconds. prefect is held
-# at the image's version (pyproject allows any 3.x, which pip would otherwise upgrade to).
-COPY pyproject.toml README.md ./
+# Dependencies first, in their own layer: code changes then rebuild in seconds. The versions
+# are the ones the suite passed on (constraints.txt, which also holds prefect at the image's).
+COPY pyproject.toml README.md constraints.txt ./
 RUN mkdir -p flows tasks blocks \
     && touch flows/__init__.py tasks/__init__.py blocks/__init__.py \
-    && pip install . "prefect==3.9.1" "prefect-dask>=0.3,<0.4" \
+    && pip install --constraint constraints.txt . "prefect==3.9.1" "prefect-dask>=0.3,<0.4" \
     && pip uninstall -y reddit-pipeline
 
 # The code, the SQL models, the contracts and the bundled sample (the `local` deployment).

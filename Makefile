@@ -9,13 +9,24 @@ export PREFECT_HOME ?= $(CURDIR)/.local/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: run test lint e2e fuzz bench sample deploy-local bridge-test backup lake-setup roles clean
+.PHONY: run test lint lock e2e fuzz bench sample deploy-local bridge-test backup lake-setup roles clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins the set the suite last passed on, so a release upstream (moto 5.2 changed
+# what its responses hold) cannot turn CI red overnight; `make lock` moves it forward on purpose.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+## re-resolve the newest versions pyproject.toml allows and pin them (then run make test)
+lock:
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install --quiet --upgrade pip
+	$(VENV)-lock/bin/pip install --quiet -e '.[dev]'
+	$(VENV)-lock/bin/pip freeze --exclude-editable > constraints.txt
+	rm -rf $(VENV)-lock
 
 ## run the reddit_pipeline flow locally on the bundled sample (no server, no cloud, no credentials)
 run: $(STAMP)

@@ -179,10 +179,10 @@ class ListingGap:
                 f"window from a dump (--source dump --subreddit {self.subreddit} --since "
                 f"{since} --until {until}) and run more often"
             )
-        reached = "the last run's watermark" if since else "its end (no watermark yet)"
         return (
-            f"{where}, below Reddit's ~1000-item cap, without reaching {reached}, and could "
-            f"not be resumed; items created {f'between {since} and' if since else 'before'} "
+            f"{where}, below Reddit's ~1000-item cap, and could not be resumed (the paging "
+            "anchor and the items before it were gone); items created "
+            f"{f'between {since} and' if since else 'before'} "
             f"{until} may be missing. Its watermark stays where it was, so the next run reads "
             "them again"
         )
@@ -268,7 +268,7 @@ def resumed_notes(extract: SubredditExtract) -> list[str]:
         what = (
             f"the paging anchor {r.stopped_at} vanished between two pages (deleted or removed)"
             if r.vanished
-            else f"Reddit ended the listing early at {r.stopped_at}, above the watermark"
+            else f"Reddit ended the listing early at {r.stopped_at}"
         )
         lost = ", nothing lost" if extract.gap is None else ""
         notes.append(

@@ -102,8 +102,14 @@ def glue_gaps() -> Iterator[None]:
     from moto.glue.models import FakeJobRun
     from moto.glue.responses import GlueResponse
 
+    def request(response: GlueResponse) -> dict[str, Any]:
+        # Glue speaks JSON 1.1: the body is the request (moto 5.2 dropped its parsed
+        # `parameters`, so read the wire format, which every version has).
+        return json.loads(response.body or "{}")
+
     def update_job(self: GlueResponse) -> Any:
-        name = self.parameters["JobName"]
+        parameters = request(self)
+        name = parameters["JobName"]
         job = self.glue_backend.get_job(name)
         fields = {
             "Role": "role",
@@ -118,14 +124,15 @@ def glue_gaps() -> Iterator[None]:
             "Description": "description",
         }
         for field, attribute in fields.items():
-            if field in self.parameters["JobUpdate"]:
-                setattr(job, attribute, self.parameters["JobUpdate"][field])
+            if field in parameters["JobUpdate"]:
+                setattr(job, attribute, parameters["JobUpdate"][field])
         return json.dumps({"JobName": name})
 
     def batch_stop_job_run(self: GlueResponse) -> Any:
-        name = self.parameters["JobName"]
+        parameters = request(self)
+        name = parameters["JobName"]
         stopped, errors = [], []
-        for run_id in self.parameters["JobRunIds"]:
+        for run_id in parameters["JobRunIds"]:
             run = _job_run(name, run_id)
             if run.status in ("STARTING", "RUNNING", "WAITING"):
                 run.status = "STOPPED"

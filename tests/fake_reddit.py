@@ -226,6 +226,39 @@ class FakeReddit:
             items.insert(min(position, len(items)), child)
         return items
 
+    def snapshot(self) -> dict[str, Any]:
+        """The content, to put back with restore() (tests sharing one server across
+        generated examples start each from the same Reddit)."""
+        with self._lock:
+            return {
+                "subreddits": {
+                    sub: {kind: list(items) for kind, items in kinds.items()}
+                    for sub, kinds in self.subreddits.items()
+                },
+                "comments_by_post": {k: list(v) for k, v in self.comments_by_post.items()},
+                "next_id": self._next_id,
+            }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Back to a snapshot's content, with every listing switch off."""
+        with self._lock:
+            self.subreddits = {
+                sub: {kind: list(items) for kind, items in kinds.items()}
+                for sub, kinds in snapshot["subreddits"].items()
+            }
+            self.comments_by_post = defaultdict(list)
+            self.comments_by_post.update(
+                {k: list(v) for k, v in snapshot["comments_by_post"].items()}
+            )
+            self._next_id = snapshot["next_id"]
+        self.switches_off()
+
+    def switches_off(self) -> None:
+        """No more deleted anchors or pages, early ends, swaps or spliced children."""
+        self.delete_anchors = self.delete_pages = self.end_early = 0
+        self.swaps = []
+        self.spliced.clear()
+
     def inject(self, kind: str, path: str = "", times: int = 1, **kwargs: float) -> None:
         self.faults.append(Fault(kind=kind, path=path, times=times, **kwargs))
 

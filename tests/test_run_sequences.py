@@ -2,7 +2,10 @@
 
 The rules are what a user does: run over dump files, the bundled sample or the API (the fake
 Reddit server) with some subreddits and a window, rerun, --full-refresh, switch to a new
-warehouse, kill a run at a crash point and run it again. After each step every warehouse
+warehouse, kill a run at a crash point and run it again; and what Reddit does: new posts
+arrive in r/python, and during a run its listing misbehaves (an `after` anchor or a whole
+page deleted between two pages, a listing that says it ended though it did not, items moved
+across pages, malformed children spliced in). After each step every warehouse
 must hold exactly what `Reference` computes: for each id some run into it had in its scope
 (subreddit in the filter, created in [since, until), at or after that warehouse's watermark
 less the overlap unless the window is re-read), the version retrieved last among those the
@@ -251,7 +254,15 @@ class Reference:
     warehouses: dict[str, dict[tuple[str, str], Version]] = field(default_factory=dict)
     marks: dict[str, dict[tuple[str, str, str], float]] = field(default_factory=dict)
 
-    def run(self, warehouse: str, run: Run, inputs: list[Version]) -> None:
+    def run(
+        self,
+        warehouse: str,
+        run: Run,
+        inputs: list[Version],
+        holds: frozenset[tuple[str, str, str]] = frozenset(),
+    ) -> None:
+        """`holds`: (source, subreddit, kind) whose listing had a gap nothing could get past,
+        so their watermark must stay where it is."""
         marks = self.marks.setdefault(warehouse, {})
         held = self.warehouses.setdefault(warehouse, {})
         since = run.since.timestamp() if run.since else -math.inf
@@ -277,7 +288,58 @@ class Reference:
                 held[key] = v
         for v in scope:
             key = (run.source, v.subreddit, v.kind)
-            marks[key] = max(marks.get(key, -math.inf), v.created)
+            if key not in holds:
+                marks[key] = max(marks.get(key, -math.inf), v.created)
+
+    def mark(self, warehouse: str, key: tuple[str, str, str]) -> float | None:
+        return self.marks.get(warehouse, {}).get(key)
+
+
+# ---- what a hostile Reddit serves, and what a reader that recovers gets from it -------------
+BUSY = "python"  # the one subreddit whose posts fill several pages
+PAGE = 100  # the pipeline asks for 100 items a page
+LISTING_FAULTS = (None, "delete_anchors", "delete_pages", "end_early")
+SPLICE_PROBLEMS = ("missing_created", "null_created", "text_created", "more", "string_score")
+
+
+@dataclass(frozen=True)
+class ApiFault:
+    """What Reddit does to r/python's posts during one run: one listing fault on the first
+    page (see FakeReddit), listing positions swapped, bad children spliced in."""
+
+    listing: str | None = None
+    swaps: tuple[tuple[int, int], ...] = ()
+    splices: tuple[tuple[int, str], ...] = ()
+
+
+def _usable(child: dict[str, Any]) -> bool:
+    created = child.get("data", {}).get("created_utc")
+    return child.get("kind") == "t3" and isinstance(created, int | float)
+
+
+def read_as_served(
+    served: list[dict[str, Any]], mark: float | None, listing_fault: str | None
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """The usable items a reader that recovers gets from a listing served in pages of 100,
+    the bad children on those pages, and whether the watermark must hold.
+
+    Paging stops after a page whose every usable item is older than the watermark less the
+    overlap. The listing faults strike after the first page when more follow: a deleted
+    anchor or an early end can be resumed from an item seen before; a deleted page cannot
+    (every item before the anchor is gone too), so what follows it waits for the next run.
+    """
+    read: list[dict[str, Any]] = []
+    bad = 0
+    for start in range(0, len(served), PAGE):
+        page = served[start : start + PAGE]
+        usable = [c["data"] for c in page if _usable(c)]
+        bad += len(page) - len(usable)
+        read += usable
+        if usable and mark is not None and all(d["created_utc"] <= mark - OVERLAP for d in usable):
+            break
+        if start == 0 and listing_fault == "delete_pages" and len(served) > PAGE:
+            return read, bad, True
+    return read, bad, False
 
 
 def warehouse_rows(path: Path) -> dict[tuple[str, str], int | None]:
@@ -308,6 +370,7 @@ class World:
     sample: list[Version]
     reddit: FakeReddit
     reddit_env: dict[str, str]
+    reddit_content: dict[str, Any]  # the server's content at the start of every example
 
     def api_versions(self, subreddits: tuple[str, ...]) -> list[Version]:
         now = time.time()
@@ -317,6 +380,11 @@ class World:
             for kind in pipeline_settings.KINDS
             for item in self.reddit.content(sub, kind)
         ]
+
+    def arrive(self, count: int) -> None:
+        """New posts in r/python, each a minute and a second newer than the newest so far."""
+        newest = max(d["created_utc"] for d in self.reddit.content(BUSY, "posts"))
+        self.reddit.add_posts(BUSY, count, newest + 61, step=61)
 
     def inputs(self, run: Run) -> list[Version]:
         if run.source == "sample":
@@ -365,6 +433,21 @@ sample_runs = st.builds(
     st.booleans(),
 )
 api_runs = st.builds(lambda subs: Run("api", (), subs), subsets)
+# r/python alone, or every subreddit (the other listings are one short page each).
+hostile_runs = st.sampled_from([Run("api", (), (BUSY,)), Run("api")])
+positions = st.integers(0, 3 * PAGE - 1)
+api_faults = st.builds(
+    ApiFault,
+    listing=st.sampled_from(LISTING_FAULTS),
+    swaps=st.lists(st.tuples(positions, positions), max_size=3).map(tuple),
+    # Not the last child of a page: that one is the next page's `after` anchor.
+    splices=st.lists(
+        st.tuples(
+            positions.filter(lambda p: p % PAGE != PAGE - 1), st.sampled_from(SPLICE_PROBLEMS)
+        ),
+        max_size=3,
+    ).map(tuple),
+)
 
 
 class PipelineRuns(RuleBasedStateMachine):
@@ -445,6 +528,55 @@ class PipelineRuns(RuleBasedStateMachine):
     def run_api(self, run: Run) -> None:
         self.execute(run)
 
+    @rule(run=hostile_runs, fault=api_faults)
+    def run_api_against_a_hostile_reddit(self, run: Run, fault: ApiFault) -> None:
+        """r/python's listing misbehaves during the run. The run must still succeed, keep
+        every item it could page to, quarantine the bad children it met, say when a gap
+        could not be crossed, and then hold that listing's watermark so a later run reads
+        the gap."""
+        from flows.main import reddit_pipeline
+
+        reddit = self.world.reddit
+        clean = self.world.inputs(run)
+        reddit.swaps = list(fault.swaps)
+        spliced = {
+            reddit.splice(BUSY, "posts", position, problem)["data"]["id"]: problem
+            for position, problem in fault.splices
+        }
+        if fault.listing:
+            setattr(reddit, fault.listing, 1)
+        served = reddit.served(BUSY, "posts")
+        key = ("api", BUSY, "posts")
+        mark = None if run.rereads() else self.model.mark(self.warehouse, key)
+        read, bad, holds = read_as_served(served, mark, fault.listing)
+        try:
+            summary = reddit_pipeline(self.config(run))
+        finally:
+            reddit.switches_off()
+        assert summary.status == "completed", summary.messages
+        now = time.time()
+        inputs = [v for v in clean if (v.subreddit, v.kind) != (BUSY, "posts")]
+        inputs += [
+            Version(
+                "posts",
+                d["id"],
+                BUSY,
+                d["created_utc"],
+                now,
+                None if spliced.get(d["id"]) == "string_score" else d["score"],
+            )
+            for d in read
+        ]
+        assert summary.quarantined == bad, (summary.quarantined, bad, fault)
+        gaps = [g for g in summary.listing_gaps if (g["subreddit"], g["kind"]) == (BUSY, "posts")]
+        assert bool(gaps) == holds, (summary.listing_gaps, summary.messages, fault)
+        self.model.run(self.warehouse, run, inputs, frozenset({key}) if holds else frozenset())
+        self.last = run
+
+    @rule(count=st.integers(1, 100))
+    def new_posts_arrive(self, count: int) -> None:
+        self.world.arrive(count)
+
     @precondition(lambda self: self.last is not None)
     @rule(full_refresh=st.booleans())
     def rerun(self, full_refresh: bool) -> None:
@@ -501,6 +633,7 @@ class PipelineRuns(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        self.world.reddit.restore(self.world.reddit_content)
 
 
 @pytest.fixture(scope="module")
@@ -512,16 +645,19 @@ def world(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     }
     dumps = {name: versions_of(kinds[name], rs) for name, rs in records.items()}
     with FakeReddit(limit=600, window=2.0) as reddit:
-        start = time.time() - 2 * DAY
+        # Two days ago from 00:00:07 UTC: r/python's 254 posts and up to 5 x 100 arrivals
+        # stay inside that day, wherever in today the test runs.
+        start = (time.time() // DAY - 2) * DAY + 7
         for n, sub in enumerate(SUBREDDITS):
             posts = reddit.add_posts(sub, 4, start + n * 600, step=60)
             reddit.add_comments(sub, posts[0], 4, start + n * 600 + 30, step=30)
+        reddit.add_posts(BUSY, 250, start + 3600, step=61)
         env = {
             "REDDIT_CLIENT_ID": reddit.client_id,
             "REDDIT_CLIENT_SECRET": reddit.client_secret,
             "REDDIT_USER_AGENT": USER_AGENT,
         }
-        yield World(prefect_api, dump_dir, dumps, sample_versions(), reddit, env)
+        yield World(prefect_api, dump_dir, dumps, sample_versions(), reddit, env, reddit.snapshot())
 
 
 def test_generated_run_sequences_leave_each_warehouse_as_the_model_computes(
@@ -557,3 +693,54 @@ def test_reference_model_skips_items_before_the_watermark_less_the_overlap() -> 
     assert set(model.warehouses["w"]) == {("posts", "a"), ("posts", "b"), ("posts", "d")}
     model.run("w2", Run("dump", subreddits=("python",)), second)
     assert set(model.warehouses["w2"]) == {("posts", "a"), ("posts", "b"), ("posts", "c")}
+
+
+def test_a_vanished_page_above_the_watermark_holds_it_until_a_run_reads_the_gap(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """150 posts arrive after a first run; during the next one Reddit deletes the first page
+    it served, anchor and all, so nothing leads past it. The run keeps the 99 it read, says
+    which listing has a gap, and leaves r/python's watermark where it was: the rerun reads
+    the 51 behind the gap, with the machine's invariant checked at every step."""
+    for name, value in world.reddit_env.items():
+        monkeypatch.setenv(name, value)
+    PipelineRuns.world = world
+    machine = PipelineRuns()
+    try:
+        machine.run_api(Run("api", (), (BUSY,)))
+        before = machine.model.mark(machine.warehouse, ("api", BUSY, "posts"))
+        machine.every_warehouse_holds_what_the_model_says()
+        machine.new_posts_arrive(150)
+        machine.run_api_against_a_hostile_reddit(
+            Run("api", (), (BUSY,)), ApiFault(listing="delete_pages", splices=((5, "more"),))
+        )
+        machine.every_warehouse_holds_what_the_model_says()
+        assert machine.model.mark(machine.warehouse, ("api", BUSY, "posts")) == before
+        held = warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
+        machine.rerun(full_refresh=False)
+        machine.every_warehouse_holds_what_the_model_says()
+        after = warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
+        # The first page held 99 posts and the `more` stub (quarantined): 51 lay behind it.
+        assert len(after) - len(held) == 51
+    finally:
+        machine.teardown()
+
+
+def test_reader_model_pages_a_hostile_listing() -> None:
+    """The reference reader itself: a deleted first page holds the watermark unless that
+    page was all older than it; bad children count only on pages read."""
+
+    def child(created: float, good: bool = True) -> dict[str, Any]:
+        return {"kind": "t3" if good else "more", "data": {"created_utc": created}}
+
+    listing = [child(10_000.0 - i) for i in range(250)]
+    listing.insert(150, child(0, good=False))
+    read, bad, holds = read_as_served(listing, None, "delete_pages")
+    assert (len(read), bad, holds) == (100, 0, True)
+    assert read_as_served(listing, None, "end_early") == (
+        [c["data"] for c in listing if c["kind"] == "t3"],
+        1,
+        False,
+    )
+    # A watermark far above every item: the first page is all older, paging stops there.
+    assert read_as_served(listing, 10_000.0 + 2 * OVERLAP, "delete_pages")[1:] == (0, False)

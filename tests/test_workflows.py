@@ -91,7 +91,9 @@ def test_deploy_runs_prefect_deploy_on_version_tags_with_secrets() -> None:
     assert _triggers(workflow) == {"push": {"tags": ["v*"]}}
     assert job["env"]["PREFECT_API_URL"] == "${{ secrets.PREFECT_API_URL }}"
     assert job["env"]["PREFECT_API_KEY"] == "${{ secrets.PREFECT_API_KEY }}"
-    install = next(i for i, r in enumerate(runs) if "pip install -e ." in r)
+    # The image and the deploy install the versions the suite passed on.
+    pinned = "pip install --constraint constraints.txt -e ."
+    install = next(i for i, r in enumerate(runs) if pinned in r)
     deploy = next(i for i, r in enumerate(runs) if "prefect --no-prompt deploy --all" in r)
     assert install < deploy
     assert (ROOT / "prefect.yaml").is_file()

@@ -48,7 +48,7 @@ class RejectedItem:
 class Resumed:
     """Paging went on after an older item already seen, because the `after` anchor vanished
     between two pages (deleted or removed: Reddit answers an empty page for it), or because
-    Reddit ended the listing above the watermark (`vanished` False)."""
+    Reddit ended the listing early (`vanished` False)."""
 
     stopped_at: str
     resumed_after: str
@@ -249,12 +249,14 @@ async def read_listing(
         if next_after and things:
             after = next_after
             continue
-        # The listing says it ended. A first run's short last page is a real end; an empty
-        # page after an anchor, a full last page, or an end above the watermark is worth
-        # one more look.
+        # The listing says it ended. A short last page is a real end, unless it ends above
+        # the watermark; an empty page after an anchor or a full last page is worth one
+        # more look, even when an item at or below the watermark was seen: pages are not
+        # strictly ordered, so a late or moved item says nothing of what lies beyond.
         vanished = bool(after) and not things
         full = len(things) >= settings.PAGE_SIZE
-        if cursor.reached or not (vanished or full or cursor.watermark is not None):
+        above = cursor.watermark is not None and not cursor.reached
+        if not (vanished or full or above):
             break
         resuming = after if vanished else (pager.order[-1] if pager.order else None)
         # After a vanished anchor, older ones may have gone too; after an end Reddit
@@ -292,11 +294,12 @@ def _next_try(pager: _Pager, anchor: str | None) -> str | None:
 
 def _gap(pager: _Pager, cursor: _Cursor, unresolved: bool) -> str | None:
     """Why the listing fell short, or None when it was read whole (down to the watermark, or
-    to its real end on a first run)."""
-    if cursor.reached:
+    to its real end). A vanished anchor nothing could get past is a gap even when an old
+    item was seen before it: what followed it is unknown."""
+    if unresolved:
+        return GAP_ENDED
+    if cursor.reached or cursor.watermark is None:
         return None
-    if cursor.watermark is None:
-        return GAP_ENDED if unresolved else None
     return GAP_CAP if pager.at_cap else GAP_ENDED
 
 
