@@ -387,6 +387,31 @@ def test_an_incremental_run_whose_items_moved_across_pages_loses_none(
     assert result.gap is None
 
 
+@pytest.mark.parametrize("fault", ["delete_anchors", "end_early", "delete_pages"])
+def test_an_old_item_on_the_first_page_does_not_end_a_listing_that_breaks_there(
+    reddit: FakeReddit, fault: str
+) -> None:
+    """Found by the generated run sequences: an item older than the watermark on page 1
+    (moved there, or a late one) counted as having reached it, so when the anchor vanished
+    or Reddit ended the listing after that page, paging stopped and the 150 new posts
+    behind it were lost with the watermark moved past them."""
+    old = reddit.add_posts("python", 300, START)
+    marks = {("python", "posts"): (old[-1]["created_utc"], old[-1]["name"])}
+    new = reddit.add_posts("python", 250, START + 86400)
+    reddit.swaps = [(10, 260)]  # an old post on page 1, its new one on page 3
+    setattr(reddit, fault, 1)
+    result = by_key(
+        extract(reddit, ["python"], kinds=["posts"], watermarks=marks, overlap_seconds=0)
+    )["python", "posts"]
+    names = {json.loads(line)["name"] for line in result.lines}
+    if fault == "delete_pages":
+        # Nothing leads past a page deleted whole: 99 new posts read, and a gap that holds.
+        assert len(names) == 99 and result.gap == "ended" and result.holds_watermark
+    else:
+        assert names == {p["name"] for p in new}
+        assert result.gap is None and len(result.resumed) == 1
+
+
 def test_a_renamed_subreddit_is_reported_as_redirected_not_missing(reddit: FakeReddit) -> None:
     seed(reddit, posts=10, comments=0)
     reddit.add_posts("newname", 5, START)
