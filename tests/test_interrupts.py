@@ -113,3 +113,45 @@ def test_a_signal_from_outside_during_a_run_stops_it_as_cancelled_and_the_rerun_
         "run takes it up again"
     ]
     _assert_recorded_and_rerun_completes(prefect_api, paths, clean_run, name)
+
+
+def test_an_interrupt_with_the_state_in_postgresql_records_it_and_frees_the_lock(
+    prefect_api: str, paths: dict[str, Path], clean_run: dict[str, Path], pg_dsn: str
+) -> None:
+    """The production state store: Ctrl-C inside the watermark commit's transaction rolls it
+    back, the run is recorded cancelled in PostgreSQL, no advisory lock outlives the process
+    (the rerun does not wait for one), and the rerun leaves what a clean run leaves."""
+    import psycopg
+
+    env = {INTERRUPT_ENV_VAR: "commit:watermark", "REDDIT_PIPELINE_STATE_DSN": pg_dsn}
+    args = path_args(paths)[:4]  # the lake and the warehouse; the state is the DSN
+    interrupted = run_cli(args, prefect_api, env=env)
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    assert len(interrupted.stderr.splitlines()) == 1
+    with psycopg.connect(pg_dsn, autocommit=True) as con:
+        runs = con.execute("select status, error from pipeline_runs").fetchall()
+        assert runs == [("cancelled", "interrupted by SIGINT")]
+        assert con.execute("select count(*) from watermarks").fetchone() == (0,)
+        locks = con.execute(
+            "select count(*) from pg_locks where locktype = 'advisory' and database = "
+            "(select oid from pg_database where datname = current_database())"
+        ).fetchone()
+        assert locks == (0,)
+
+    started = time.monotonic()
+    rerun = run_cli(
+        [*args, "--state-lock-wait", "5"], prefect_api, env={"REDDIT_PIPELINE_STATE_DSN": pg_dsn}
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert time.monotonic() - started < 240
+    assert warehouse_checksums(paths["warehouse_path"]) == warehouse_checksums(
+        clean_run["warehouse_path"]
+    )
+    with psycopg.connect(pg_dsn, autocommit=True) as con:
+        marks = con.execute(
+            "select source, subreddit, kind, created_utc, fullname from watermarks "
+            "order by 1, 2, 3, 4, 5"
+        ).fetchall()
+        statuses = con.execute("select status from pipeline_runs order by started_at").fetchall()
+    assert marks == watermarks(clean_run["state_path"])
+    assert statuses == [("cancelled",), ("completed",)]
