@@ -4,6 +4,7 @@ errors instead of tracebacks for anything the user typed wrong."""
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 from datetime import datetime, timedelta
@@ -231,6 +232,27 @@ def one_line_console() -> None:
         if isinstance(handler, PrefectConsoleHandler)
     }
     for handler in consoles:
-        handler.setStream(sys.stdout)
-        handler.console.file = sys.stdout
+        handler.setStream(_STDOUT)
+        handler.console.file = _STDOUT
         handler.setFormatter(_WithoutTraceback(handler.formatter))
+
+
+class _CurrentStdout(io.TextIOBase):
+    """Whatever sys.stdout is when a line is written (a test's capture, or a wrapper set after
+    this was called), not the stream that was there at the time."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(sys.stdout, "encoding", "utf-8")
+
+
+_STDOUT = _CurrentStdout()

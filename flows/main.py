@@ -7,7 +7,6 @@ cloud account and no Reddit credentials (Prefect starts a temporary API of its o
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 import uuid
@@ -40,7 +39,7 @@ from tasks.config import EMPTY_OVERRIDES, ConfigOverrides, PipelineConfig
 from tasks.dumps import check_dump, dump_kind
 from tasks.engines import Engines, build_engines, stop_glue_runs_hook
 from tasks.extract import ResolvedSource, extract_api_task, resolve_source
-from tasks.faults import RunInterrupted, crash_point, interruption
+from tasks.faults import crash_point, interruption_of, reraise_as_interrupt
 from tasks.process import ProcessResult
 from tasks.scope import RunScope
 from tasks.stage import Window, damaged_input_error, stage_dump_task
@@ -106,7 +105,7 @@ def reddit_pipeline(
         ):
             _run_stages(config, source, engines, state, summary)
     except BaseException as exc:
-        interrupted = _interruption(exc)
+        interrupted = interruption_of(exc)
         summary.status = "cancelled" if interrupted else "failed"
         state.finish_run(
             summary.run_id,
@@ -117,8 +116,7 @@ def reddit_pipeline(
             error=interrupted or f"{type(exc).__name__}: {exc}",
         )
         state.close()
-        if interrupted and not isinstance(exc, KeyboardInterrupt | TerminationSignal):
-            raise RunInterrupted(interrupted) from exc
+        reraise_as_interrupt(exc, interrupted)
         raise
     summary.status = "completed"
     state.finish_run(
@@ -362,17 +360,6 @@ def _timed(summary: RunSummary, stage: str) -> Iterator[None]:
         yield
     finally:
         summary.durations[stage] = time.perf_counter() - start
-
-
-def _interruption(exc: BaseException) -> str | None:
-    """Why the run stopped, when it was interrupted, in whatever form the interrupt reached
-    the flow: KeyboardInterrupt, Prefect's TerminationSignal (SIGTERM during a flow run), or
-    the error of the DuckDB statement it stopped (the CLI's handlers remember the signal)."""
-    if reason := interruption():
-        return reason
-    if isinstance(exc, TerminationSignal):
-        return f"interrupted by {signal.Signals(exc.signal).name}"
-    return "interrupted" if isinstance(exc, KeyboardInterrupt) else None
 
 
 def _flow_run_id() -> str | None:

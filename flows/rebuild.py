@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from tasks import settings
 from tasks.config import SUBREDDIT_INPUT_PATTERN, PipelineConfig, SourceName
 from tasks.engines import build_engines
+from tasks.faults import interruption_of, reraise_as_interrupt
 from tasks.rebuild import RebuildResult, rebuild
 from tasks.state import RunRecord, StateStore
 
@@ -112,7 +113,16 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
                     config.pipeline.freshness_max_age.total_seconds() / 3600,
                 )
         except BaseException as exc:
-            state.finish_run(run_id, "failed", {}, 0, {}, error=f"{type(exc).__name__}: {exc}")
+            interrupted = interruption_of(exc)
+            state.finish_run(
+                run_id,
+                "cancelled" if interrupted else "failed",
+                {},
+                0,
+                {},
+                error=interrupted or f"{type(exc).__name__}: {exc}",
+            )
+            reraise_as_interrupt(exc, interrupted)
             raise
         state.finish_run(run_id, "completed", _counts(result), 0, {})
     finally:
@@ -178,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name.endswith("_dsn"):
             described += " Prefer the environment variable: a command line is visible to ps."
         parser.add_argument("--" + name.replace("_", "-"), help=described)
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks on the console (Prefect's log)"
+    )
     return parser
 
 
@@ -211,10 +224,26 @@ def parse_rebuild_config(argv: list[str]) -> RebuildConfig:
 def main(argv: list[str]) -> int:
     import sys
 
+    from prefect.exceptions import TerminationSignal
+
+    from flows.cli import one_line_console
+    from tasks import faults
+
     config = parse_rebuild_config(argv)
+    if not build_parser().parse_args(argv).debug:
+        one_line_console()  # the log to stdout, so stderr holds one line on failure
+    faults.install_interrupt_handlers()
     try:
         result = reddit_rebuild(config)
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt, TerminationSignal) as exc:
+        reason = faults.interruption()
+        if reason or not isinstance(exc, Exception):
+            print(
+                f"error: the rebuild was {reason or 'interrupted'}: it is recorded as "
+                "cancelled; run it again to finish it",
+                file=sys.stderr,
+            )
+            return faults.exit_status()
         print(f"error: the rebuild failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(f"rebuilt {result.batches} batches, {result.processed_rows} rows, days {result.days}")

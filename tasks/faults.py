@@ -90,6 +90,28 @@ def interruption() -> str | None:
     return f"interrupted by {signal.Signals(_received[0]).name}"
 
 
+def interruption_of(exc: BaseException) -> str | None:
+    """Why a run stopped, when it was interrupted, in whatever form the interrupt reached
+    the flow: KeyboardInterrupt, Prefect's TerminationSignal (SIGTERM during a flow run), or
+    the error of the DuckDB statement it stopped (the CLI's handlers remember the signal)."""
+    from prefect.exceptions import TerminationSignal
+
+    if reason := interruption():
+        return reason
+    if isinstance(exc, TerminationSignal):
+        return f"interrupted by {signal.Signals(exc.signal).name}"
+    return "interrupted" if isinstance(exc, KeyboardInterrupt) else None
+
+
+def reraise_as_interrupt(exc: BaseException, reason: str | None) -> None:
+    """An interrupt that surfaced as another error (a DuckDB statement's 'Query
+    interrupted') goes on as RunInterrupted, so no caller mistakes it for a failure."""
+    from prefect.exceptions import TerminationSignal
+
+    if reason and not isinstance(exc, KeyboardInterrupt | TerminationSignal):
+        raise RunInterrupted(reason) from exc
+
+
 def exit_status() -> int:
     """The shell's status for a process ended by the first signal received: 128 + its number
     (130 for SIGINT, 143 for SIGTERM)."""

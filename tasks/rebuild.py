@@ -18,6 +18,7 @@ from tasks.check import (
     record_check_results,
 )
 from tasks.engines import Engines
+from tasks.faults import crash_point
 from tasks.lake import Lake, readable_path
 from tasks.load import LoadResult
 from tasks.process import batch_of
@@ -144,6 +145,7 @@ def rebuild(
     publish_check_results(report, run_id)
     record_check_results(state, run_id, report)
     enforce(report)  # QualityGateFailed: no load, no watermarks
+    crash_point("rebuild:load")
     result.load = engines.load(modeled.curated_keys, run_id, scope)
     for source, marks in result.watermarks.items():
         missing = marks_not_held(marks, engines.held)  # none, unless the load lost rows

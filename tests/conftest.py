@@ -27,6 +27,19 @@ def prefect_api() -> Iterator[str]:
         yield str(PREFECT_API_URL.value())
 
 
+@pytest.fixture(autouse=True)
+def signal_handlers_put_back() -> Iterator[None]:
+    """A command's main() called in-process installs the CLI's SIGINT and SIGTERM handlers;
+    the next test (and pytest's own Ctrl-C) gets the ones it had."""
+    import signal
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in before.items():
+        if signal.getsignal(signum) is not handler and handler is not None:
+            signal.signal(signum, handler)
+
+
 @pytest.fixture
 def paths(tmp_path: Path) -> dict[str, Path]:
     """Where one test's lake, warehouse and state store live."""

@@ -280,3 +280,40 @@ def test_a_rebuild_of_one_subreddit_loads_and_marks_only_it_though_its_batches_h
     marks = con.execute("select destination, subreddit, kind from watermarks").fetchall()
     con.close()
     assert marks == [(f"duckdb:{paths['warehouse_path'].resolve()}", "alpha", "posts")]
+
+
+def test_an_interrupted_rebuild_exits_130_is_recorded_cancelled_and_runs_again(
+    prefect_api: str, paths: dict[str, Path]
+) -> None:
+    """Ctrl-C during a rebuild, as during a run: one line, exit 130, the rebuild recorded as
+    cancelled (not failed), no watermark moved, and the next rebuild equals the lost state."""
+    import duckdb
+
+    from tasks.faults import INTERRUPT_ENV_VAR
+
+    assert run_cli(path_args(paths), prefect_api).returncode == 0
+    tables = warehouse_checksums(paths["warehouse_path"])
+    marks = watermarks(paths["state_path"])
+    paths["warehouse_path"].unlink()
+    paths["state_path"].unlink()
+
+    interrupted = run_cli(
+        ["rebuild", *path_args(paths)], prefect_api, env={INTERRUPT_ENV_VAR: "rebuild:load"}
+    )
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    assert interrupted.stderr.splitlines() == [
+        "error: the rebuild was interrupted by SIGINT: it is recorded as cancelled; run it "
+        "again to finish it"
+    ]
+    con = duckdb.connect(str(paths["state_path"]), read_only=True)
+    try:
+        runs = con.execute("select source, status, error from pipeline_runs").fetchall()
+        assert con.execute("select count(*) from watermarks").fetchone() == (0,)
+    finally:
+        con.close()
+    assert runs == [("rebuild", "cancelled", "interrupted by SIGINT")]
+
+    again = run_cli(["rebuild", *path_args(paths)], prefect_api)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert warehouse_checksums(paths["warehouse_path"]) == tables
+    assert watermarks(paths["state_path"]) == marks
