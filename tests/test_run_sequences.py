@@ -178,6 +178,12 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def score(value: Any) -> int | None:
+    """A score as staging types it: a number or a numeric string ('12' from the API)."""
+    number = _number(value)
+    return None if number is None else int(number)
+
+
 def versions_of(kind: str, records: list[Any]) -> list[Version]:
     """The usable records of an input, read with plain json semantics: an object with an id,
     a subreddit and a created_utc from Reddit's opening to now (what staging keeps)."""
@@ -191,7 +197,6 @@ def versions_of(kind: str, records: list[Any]) -> list[Version]:
         retrieved = _number(record.get("retrieved_utc"))
         if retrieved is None:
             retrieved = _number(record.get("retrieved_on"))
-        score = _number(record.get("score"))
         out.append(
             Version(
                 kind,
@@ -199,7 +204,7 @@ def versions_of(kind: str, records: list[Any]) -> list[Version]:
                 str(record["subreddit"]).lower(),
                 created,
                 retrieved,
-                None if score is None else int(score),
+                score(record.get("score")),
             )
         )
     return out
@@ -539,10 +544,8 @@ class PipelineRuns(RuleBasedStateMachine):
         reddit = self.world.reddit
         clean = self.world.inputs(run)
         reddit.swaps = list(fault.swaps)
-        spliced = {
-            reddit.splice(BUSY, "posts", position, problem)["data"]["id"]: problem
-            for position, problem in fault.splices
-        }
+        for position, problem in fault.splices:
+            reddit.splice(BUSY, "posts", position, problem)
         if fault.listing:
             setattr(reddit, fault.listing, 1)
         served = reddit.served(BUSY, "posts")
@@ -563,7 +566,7 @@ class PipelineRuns(RuleBasedStateMachine):
                 BUSY,
                 d["created_utc"],
                 now,
-                None if spliced.get(d["id"]) == "string_score" else d["score"],
+                score(d["score"]),
             )
             for d in read
         ]
