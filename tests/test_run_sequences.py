@@ -5,11 +5,13 @@ Reddit server) with some subreddits and a window, rerun, --full-refresh, switch 
 warehouse, kill a run at a crash point and run it again; and what Reddit does: new posts
 arrive in r/python, and during a run its listing misbehaves (an `after` anchor or a whole
 page deleted between two pages, a listing that says it ended though it did not, items moved
-across pages, malformed children spliced in). After each step every warehouse
-must hold exactly what `Reference` computes: for each id some run into it had in its scope
-(subreddit in the filter, created in [since, until), at or after that warehouse's watermark
-less the overlap unless the window is re-read), the version retrieved last among those the
-lake held then. Every run must succeed.
+across pages, malformed children spliced in), or Reddit refuses a run (401).
+
+After each step every warehouse must hold exactly what `Reference` computes: for each id
+some run into it had in its scope (subreddit in the filter, created in [since, until), at
+or after that warehouse's watermark less the overlap unless the window is re-read), the
+version retrieved last among those the lake held then. Every run must succeed, except the
+refused one, which must change nothing.
 
 Runs go in-process under the session's Prefect server; only the killed run is a subprocess
 (`python flows/main.py` with REDDIT_PIPELINE_CRASH_AT), its rerun in-process again.
@@ -576,6 +578,21 @@ class PipelineRuns(RuleBasedStateMachine):
         self.model.run(self.warehouse, run, inputs, frozenset({key}) if holds else frozenset())
         self.last = run
 
+    @rule(run=api_runs)
+    def a_run_reddit_refuses_changes_nothing(self, run: Run) -> None:
+        """Every listing answers 401 after a fresh token (revoked app, suspended account):
+        the run fails at once, and no warehouse and no watermark moves (the invariant and
+        the runs after it say so)."""
+        from flows.main import reddit_pipeline
+
+        reddit = self.world.reddit
+        reddit.inject("401", "/r/", times=10_000)
+        try:
+            with pytest.raises(Exception, match=r"401|authori[sz]"):
+                reddit_pipeline(self.config(run))
+        finally:
+            reddit.faults.clear()
+
     @rule(count=st.integers(1, 100))
     def new_posts_arrive(self, count: int) -> None:
         self.world.arrive(count)
@@ -747,3 +764,23 @@ def test_reader_model_pages_a_hostile_listing() -> None:
     )
     # A watermark far above every item: the first page is all older, paging stops there.
     assert read_as_served(listing, 10_000.0 + 2 * OVERLAP, "delete_pages")[1:] == (0, False)
+
+
+def test_a_refused_run_between_two_runs_changes_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in world.reddit_env.items():
+        monkeypatch.setenv(name, value)
+    PipelineRuns.world = world
+    machine = PipelineRuns()
+    try:
+        machine.run_api(Run("api", (), ("rust",)))
+        before = warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
+        machine.world.arrive(10)
+        machine.a_run_reddit_refuses_changes_nothing(Run("api"))
+        assert warehouse_rows(machine.root / f"{machine.warehouse}.duckdb") == before
+        machine.every_warehouse_holds_what_the_model_says()
+        machine.run_api(Run("api"))
+        machine.every_warehouse_holds_what_the_model_says()
+    finally:
+        machine.teardown()
