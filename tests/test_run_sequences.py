@@ -784,3 +784,39 @@ def test_a_refused_run_between_two_runs_changes_nothing(
         machine.every_warehouse_holds_what_the_model_says()
     finally:
         machine.teardown()
+
+
+def test_a_first_api_run_that_loses_its_first_page_then_one_with_swaps_loses_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sequence an earlier draft of these rules failed on (51 posts missing): a dump
+    run, then an API run over every subreddit whose first r/python page is deleted once
+    served (with a child whose created_utc is null on it), then an API run of r/python with
+    items moved across pages. The second holds r/python's watermark; the third reads what
+    lay behind the deleted page."""
+    for name, value in world.reddit_env.items():
+        monkeypatch.setenv(name, value)
+    PipelineRuns.world = world
+    machine = PipelineRuns()
+    try:
+        machine.first_run(Run("dump", ("crawl1/RS_2024-05.zst",)))
+        machine.run_api_against_a_hostile_reddit(
+            Run("api"), ApiFault(listing="delete_pages", splices=((3, "null_created"),))
+        )
+        machine.every_warehouse_holds_what_the_model_says()
+        assert machine.model.mark(machine.warehouse, ("api", BUSY, "posts")) is None
+        machine.run_api_against_a_hostile_reddit(
+            Run("api", (), (BUSY,)), ApiFault(swaps=((10, 120), (0, 99)))
+        )
+        machine.every_warehouse_holds_what_the_model_says()
+        api_posts = {
+            key
+            for key in warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
+            if key[0] == "posts" and key[1].startswith("1")
+        }
+        # Every post Reddit had at the start: the deleted page's 99 from the second run, the
+        # rest from the third.
+        served = world.reddit_content["subreddits"]
+        assert len(api_posts) == sum(len(kinds["posts"]) for kinds in served.values())
+    finally:
+        machine.teardown()
