@@ -195,36 +195,13 @@ class FakeReddit:
         """Serve a bad child at `position` of a listing: 'missing_created', 'null_created',
         'text_created' (not a number), 'more' (a `more` stub) or 'string_score' (a good item
         whose score is a string). Returns the child."""
-        prefix = "t3" if kind == "posts" else "t1"
-        id_ = self.new_id()
-        data = make_post(sub, id_, 1_700_000_000.0, position)
-        if kind == "comments":
-            data = {**data, "name": f"t1_{id_}"}
-        if problem == "missing_created":
-            del data["created_utc"]
-        elif problem == "null_created":
-            data["created_utc"] = None
-        elif problem == "text_created":
-            data["created_utc"] = "yesterday"
-        elif problem == "string_score":
-            data["score"] = "12"
-        child = {"kind": prefix, "data": data}
-        if problem == "more":
-            child = _more(id_, f"t3_{id_}", [self.new_id(), self.new_id()])
+        child = bad_child(kind, sub, self.new_id(), problem)
         self.spliced[sub.lower(), kind].append((position, child))
         return child
 
     def served(self, sub: str, kind: str) -> list[dict[str, Any]]:
-        """The listing as served, children with their kind: content, then swaps, then the
-        spliced children."""
-        prefix = "t3" if kind == "posts" else "t1"
-        items = [{"kind": prefix, "data": d} for d in self.content(sub, kind)]
-        for i, j in self.swaps:
-            if max(i, j) < len(items):
-                items[i], items[j] = items[j], items[i]
-        for position, child in sorted(self.spliced[sub.lower(), kind], key=lambda pc: pc[0]):
-            items.insert(min(position, len(items)), child)
-        return items
+        """The listing as served now (see serve)."""
+        return serve(self.content(sub, kind), kind, self.swaps, self.spliced[sub.lower(), kind])
 
     def snapshot(self) -> dict[str, Any]:
         """The content, to put back with restore() (tests sharing one server across
@@ -523,6 +500,44 @@ def _more(id_: str, parent: str, children: list[str], count: int | None = None) 
         "children": children,
     }
     return {"kind": "more", "data": data}
+
+
+def bad_child(kind: str, sub: str, id_: str, problem: str) -> dict[str, Any]:
+    """A listing child with one of splice()'s problems, created 2023-11-14."""
+    prefix = "t3" if kind == "posts" else "t1"
+    data = make_post(sub, id_, 1_700_000_000.0, 12)
+    if kind == "comments":
+        data = {**data, "name": f"t1_{id_}"}
+    if problem == "missing_created":
+        del data["created_utc"]
+    elif problem == "null_created":
+        data["created_utc"] = None
+    elif problem == "text_created":
+        data["created_utc"] = "yesterday"
+    elif problem == "string_score":
+        data["score"] = "12"
+    if problem == "more":
+        return _more(id_, f"t3_{id_}", [f"{id_}a", f"{id_}b"])
+    return {"kind": prefix, "data": data}
+
+
+def serve(
+    content: list[dict[str, Any]],
+    kind: str,
+    swaps: list[tuple[int, int]],
+    spliced: list[tuple[int, dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """A listing as the server shows it, children with their kind: the content (newest
+    first), then the swaps of positions, then the spliced children at theirs. Positions are
+    of the listing as it is at each request: an item deleted moves the later ones up."""
+    prefix = "t3" if kind == "posts" else "t1"
+    items = [{"kind": prefix, "data": d} for d in content]
+    for i, j in swaps:
+        if max(i, j) < len(items):
+            items[i], items[j] = items[j], items[i]
+    for position, child in sorted(spliced, key=lambda pc: pc[0]):
+        items.insert(min(position, len(items)), child)
+    return items
 
 
 def _listing(things: list, after: str | None, raw: bool = False) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 import pytest
 import zstandard
-from fake_reddit import USER_AGENT, FakeReddit
+from fake_reddit import USER_AGENT, FakeReddit, bad_child, serve
 from helpers import PROJECT_DIR, run_cli
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -49,6 +49,7 @@ from hypothesis.stateful import (
 from strategies import budget
 
 from tasks import settings as pipeline_settings
+from tasks.reddit_api import settings as api_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -304,7 +305,8 @@ class Reference:
 
 # ---- what a hostile Reddit serves, and what a reader that recovers gets from it -------------
 BUSY = "python"  # the one subreddit whose posts fill several pages
-PAGE = 100  # the pipeline asks for 100 items a page
+PAGE = api_settings.PAGE_SIZE  # 100 items a page
+RESUME_TRIES = api_settings.RESUME_TRIES  # items tried, one after another, past a vanished anchor
 LISTING_FAULTS = (None, "delete_anchors", "delete_pages", "end_early")
 SPLICE_PROBLEMS = ("missing_created", "null_created", "text_created", "more", "string_score")
 
@@ -319,34 +321,72 @@ class ApiFault:
     splices: tuple[tuple[int, str], ...] = ()
 
 
+def splice_child(position: int, problem: str) -> dict[str, Any]:
+    """The child spliced in for a fault: the same for the model and the server, with an id
+    of its own (no content id is this long)."""
+    return bad_child("posts", BUSY, f"zs{position:03d}{SPLICE_PROBLEMS.index(problem)}", problem)
+
+
 def _usable(child: dict[str, Any]) -> bool:
     created = child.get("data", {}).get("created_utc")
     return child.get("kind") == "t3" and isinstance(created, int | float)
 
 
 def read_as_served(
-    served: list[dict[str, Any]], mark: float | None, listing_fault: str | None
+    content: list[dict[str, Any]],
+    fault: ApiFault,
+    mark: float | None,
 ) -> tuple[list[dict[str, Any]], int, bool]:
-    """The usable items a reader that recovers gets from a listing served in pages of 100,
-    the bad children on those pages, and whether the watermark must hold.
+    """What a reader that recovers gets from r/python's posts as the fake serves them under
+    `fault`: the usable items, how many distinct bad children it met, and whether the
+    watermark must hold. The server is played on a copy of its content, page by page, as
+    it answers (an item deleted moves the later positions up).
 
-    Paging stops after a page whose every usable item is older than the watermark less the
-    overlap. The listing faults strike after the first page when more follow: a deleted
-    anchor or an early end can be resumed from an item seen before; a deleted page cannot
-    (every item before the anchor is gone too), so what follows it waits for the next run.
+    Each page is the 100 children after the `after` anchor. Paging stops after a page whose
+    every usable item is older than the watermark less the overlap, at the listing's end,
+    or on a page of nothing new. The listing fault strikes on the first page with more
+    behind it: a deleted anchor is resumed after one of the three items read before it that
+    is still there, an early end after the last item read; after a page deleted whole no
+    such item is left, and what lay behind it waits for the next run.
     """
-    read: list[dict[str, Any]] = []
-    bad = 0
-    for start in range(0, len(served), PAGE):
-        page = served[start : start + PAGE]
+    content = list(content)
+    spliced = [(position, splice_child(position, problem)) for position, problem in fault.splices]
+    read: dict[str, dict[str, Any]] = {}
+    bad: set[str] = set()
+    strike = fault.listing
+    after: str | None = None
+    while True:
+        items = serve(content, "posts", list(fault.swaps), spliced)
+        names = [c["data"].get("name") for c in items]
+        if after is not None and after not in names:
+            order = list(read)
+            before = order[: order.index(after)] if after in order else order
+            alive = [n for n in reversed(before[-RESUME_TRIES:]) if n in names]
+            if not alive:
+                return list(read.values()), len(bad), True
+            after = alive[0]
+        start = names.index(after) + 1 if after is not None else 0
+        page = items[start : start + PAGE]
+        more = start + PAGE < len(items)
         usable = [c["data"] for c in page if _usable(c)]
-        bad += len(page) - len(usable)
-        read += usable
+        bad.update(json.dumps(c, sort_keys=True) for c in page if not _usable(c))
+        fresh = [d for d in usable if d["name"] not in read]
+        for d in usable:
+            read.setdefault(d["name"], d)
         if usable and mark is not None and all(d["created_utc"] <= mark - OVERLAP for d in usable):
             break
-        if start == 0 and listing_fault == "delete_pages" and len(served) > PAGE:
-            return read, bad, True
-    return read, bad, False
+        if not more or not fresh:
+            break
+        after = page[-1]["data"]["name"]
+        if strike == "delete_anchors":
+            content = [d for d in content if d["name"] != after]
+        elif strike == "delete_pages":
+            gone = {c["data"].get("name") for c in page}
+            content = [d for d in content if d["name"] not in gone]
+        elif strike == "end_early":
+            after = list(read)[-1]
+        strike = None
+    return list(read.values()), len(bad), False
 
 
 def warehouse_rows(path: Path) -> dict[tuple[str, str], int | None]:
@@ -545,15 +585,14 @@ class PipelineRuns(RuleBasedStateMachine):
 
         reddit = self.world.reddit
         clean = self.world.inputs(run)
-        reddit.swaps = list(fault.swaps)
-        for position, problem in fault.splices:
-            reddit.splice(BUSY, "posts", position, problem)
-        if fault.listing:
-            setattr(reddit, fault.listing, 1)
-        served = reddit.served(BUSY, "posts")
         key = ("api", BUSY, "posts")
         mark = None if run.rereads() else self.model.mark(self.warehouse, key)
-        read, bad, holds = read_as_served(served, mark, fault.listing)
+        read, bad, holds = read_as_served(reddit.content(BUSY, "posts"), fault, mark)
+        reddit.swaps = list(fault.swaps)
+        for position, problem in fault.splices:
+            reddit.spliced[BUSY, "posts"].append((position, splice_child(position, problem)))
+        if fault.listing:
+            setattr(reddit, fault.listing, 1)
         try:
             summary = reddit_pipeline(self.config(run))
         finally:
@@ -748,22 +787,27 @@ def test_a_vanished_page_above_the_watermark_holds_it_until_a_run_reads_the_gap(
 
 def test_reader_model_pages_a_hostile_listing() -> None:
     """The reference reader itself: a deleted first page holds the watermark unless that
-    page was all older than it; bad children count only on pages read."""
-
-    def child(created: float, good: bool = True) -> dict[str, Any]:
-        return {"kind": "t3" if good else "more", "data": {"created_utc": created}}
-
-    listing = [child(10_000.0 - i) for i in range(250)]
-    listing.insert(150, child(0, good=False))
-    read, bad, holds = read_as_served(listing, None, "delete_pages")
-    assert (len(read), bad, holds) == (100, 0, True)
-    assert read_as_served(listing, None, "end_early") == (
-        [c["data"] for c in listing if c["kind"] == "t3"],
-        1,
-        False,
-    )
+    page was all older than it; a deleted anchor and an early end are read past; bad
+    children count once, and only on pages read."""
+    content = [
+        {"name": f"t3_{i}", "id": str(i), "created_utc": 10_000.0 - i, "score": 1}
+        for i in range(250)
+    ]
+    bad = ((150, "more"),)
+    read, n_bad, holds = read_as_served(content, ApiFault("delete_pages", splices=bad), None)
+    assert (len(read), n_bad, holds) == (100, 0, True)
+    for listing in ("delete_anchors", "end_early", None):
+        read, n_bad, holds = read_as_served(content, ApiFault(listing, splices=bad), None)
+        assert ([d["name"] for d in read], n_bad, holds) == ([d["name"] for d in content], 1, False)
     # A watermark far above every item: the first page is all older, paging stops there.
-    assert read_as_served(listing, 10_000.0 + 2 * OVERLAP, "delete_pages")[1:] == (0, False)
+    far = 10_000.0 + 2 * OVERLAP
+    assert read_as_served(content, ApiFault("delete_pages", splices=bad), far)[1:] == (0, False)
+    # An old item moved onto page 1 does not stop paging; one moved behind an old page is
+    # not reached (no reader can see it without paging the whole listing).
+    mark = 10_000.0 - 100 + OVERLAP  # items 0..99 are new enough: page 2 is all old
+    read, _, _ = read_as_served(content, ApiFault(swaps=((50, 220),)), mark)
+    names = {d["name"] for d in read}
+    assert "t3_220" in names and "t3_50" not in names and len(names) == 200
 
 
 def test_a_refused_run_between_two_runs_changes_nothing(
