@@ -356,7 +356,11 @@ def extract_api_source(
         )
         if names:
             lines = asyncio.run(refresh_posts(auth, names, base_url=base_url, options=options))
-            stage(lines, "posts", api_batch_id("posts", "all", int(time.time()), part="refresh"))
+            batch = api_batch_id("posts", "all", int(time.time()), part="refresh")
+            # Refreshed posts are ones read before (into any warehouse, by any run): like a
+            # tree's comments, they must not move a watermark, or one a listing's gap held
+            # would move past the gap after all.
+            stage(lines, "posts", batch).newest.clear()
     return result
 
 

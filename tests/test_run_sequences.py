@@ -864,3 +864,35 @@ def test_a_first_api_run_that_loses_its_first_page_then_one_with_swaps_loses_not
         assert len(api_posts) == sum(len(kinds["posts"]) for kinds in served.values())
     finally:
         machine.teardown()
+
+
+def test_a_held_watermark_is_not_moved_by_the_refresh_of_posts_another_run_read(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the fuzz profile: a run into a new warehouse whose r/python listing lost its
+    first page held that listing's watermark, but the refresh of recent posts (posts an
+    earlier run had put in the lake) committed one anyway, past the gap; the next run then
+    skipped the 154 posts behind it."""
+    for name, value in world.reddit_env.items():
+        monkeypatch.setenv(name, value)
+    PipelineRuns.world = world
+    machine = PipelineRuns()
+    try:
+        machine.run_api(Run("api", (), (BUSY,)))
+        machine.switch_warehouse()
+        machine.run_api_against_a_hostile_reddit(
+            Run("api", (), (BUSY,)), ApiFault(listing="delete_pages")
+        )
+        con = duckdb.connect(str(machine.paths()["state_path"]), read_only=True)
+        try:
+            marks = con.execute(
+                "select subreddit, kind from watermarks where destination like ?",
+                [f"%{machine.warehouse}%"],
+            ).fetchall()
+        finally:
+            con.close()
+        assert (BUSY, "posts") not in marks and (BUSY, "comments") in marks
+        machine.rerun(full_refresh=False)
+        machine.every_warehouse_holds_what_the_model_says()
+    finally:
+        machine.teardown()
