@@ -256,3 +256,21 @@ class _CurrentStdout(io.TextIOBase):
 
 
 _STDOUT = _CurrentStdout()
+
+
+def report_failure(exc: BaseException, what: str, after_interrupt: str) -> int:
+    """The one line on stderr for a command that ended on `exc`, and its exit status: 128 +
+    the signal for an interrupt (recorded as cancelled; `after_interrupt` says what next),
+    1 for a failure."""
+    from tasks import faults
+
+    reason = faults.interruption()
+    if reason or not isinstance(exc, Exception):
+        print(
+            f"error: the {what} was {reason or 'interrupted'}: it is recorded as cancelled"
+            f"{after_interrupt}",
+            file=sys.stderr,
+        )
+        return faults.exit_status()
+    print(f"error: the {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 1

@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: exit 0 for a completed run, 1 for a failed one (one line on stderr;
     the traceback with --debug, and in the Prefect UI through the API logs), 2 for bad
     arguments, 130 (143 for SIGTERM) for an interrupted one, recorded as cancelled."""
-    from flows.cli import build_parser, one_line_console, parse_config
+    from flows.cli import build_parser, one_line_console, parse_config, report_failure
     from tasks import faults
 
     argv = sys.argv[1:] if argv is None else argv
@@ -403,16 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = reddit_pipeline(config)
     except (Exception, KeyboardInterrupt, TerminationSignal) as exc:
-        reason = faults.interruption()
-        if reason or not isinstance(exc, Exception):
-            print(
-                f"error: the run was {reason or 'interrupted'}: it is recorded as cancelled, "
-                "and the next run takes it up again",
-                file=sys.stderr,
-            )
-            return faults.exit_status()
-        print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return report_failure(exc, "run", ", and the next run takes it up again")
     summary.print()
     print(
         f"warehouse: {config.warehouse_path}\nlake: {config.lake_dir}\nstate: {config.state_path}"

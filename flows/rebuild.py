@@ -222,11 +222,9 @@ def parse_rebuild_config(argv: list[str]) -> RebuildConfig:
 
 
 def main(argv: list[str]) -> int:
-    import sys
-
     from prefect.exceptions import TerminationSignal
 
-    from flows.cli import one_line_console
+    from flows.cli import one_line_console, report_failure
     from tasks import faults
 
     config = parse_rebuild_config(argv)
@@ -236,15 +234,6 @@ def main(argv: list[str]) -> int:
     try:
         result = reddit_rebuild(config)
     except (Exception, KeyboardInterrupt, TerminationSignal) as exc:
-        reason = faults.interruption()
-        if reason or not isinstance(exc, Exception):
-            print(
-                f"error: the rebuild was {reason or 'interrupted'}: it is recorded as "
-                "cancelled; run it again to finish it",
-                file=sys.stderr,
-            )
-            return faults.exit_status()
-        print(f"error: the rebuild failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return report_failure(exc, "rebuild", "; run it again to finish it")
     print(f"rebuilt {result.batches} batches, {result.processed_rows} rows, days {result.days}")
     return 0

@@ -719,6 +719,17 @@ def world(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield World(prefect_api, dump_dir, dumps, sample_versions(), reddit, env, reddit.snapshot())
 
 
+@pytest.fixture
+def machine(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[PipelineRuns]:
+    """A machine for an example test: a generated sequence's steps, written out."""
+    for name, value in world.reddit_env.items():
+        monkeypatch.setenv(name, value)
+    PipelineRuns.world = world
+    runs = PipelineRuns()
+    yield runs
+    runs.teardown()
+
+
 def test_generated_run_sequences_leave_each_warehouse_as_the_model_computes(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -755,34 +766,27 @@ def test_reference_model_skips_items_before_the_watermark_less_the_overlap() -> 
 
 
 def test_a_vanished_page_above_the_watermark_holds_it_until_a_run_reads_the_gap(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    machine: PipelineRuns,
 ) -> None:
     """150 posts arrive after a first run; during the next one Reddit deletes the first page
     it served, anchor and all, so nothing leads past it. The run keeps the 99 it read, says
     which listing has a gap, and leaves r/python's watermark where it was: the rerun reads
     the 51 behind the gap, with the machine's invariant checked at every step."""
-    for name, value in world.reddit_env.items():
-        monkeypatch.setenv(name, value)
-    PipelineRuns.world = world
-    machine = PipelineRuns()
-    try:
-        machine.run_api(Run("api", (), (BUSY,)))
-        before = machine.model.mark(machine.warehouse, ("api", BUSY, "posts"))
-        machine.every_warehouse_holds_what_the_model_says()
-        machine.new_posts_arrive(150)
-        machine.run_api_against_a_hostile_reddit(
-            Run("api", (), (BUSY,)), ApiFault(listing="delete_pages", splices=((5, "more"),))
-        )
-        machine.every_warehouse_holds_what_the_model_says()
-        assert machine.model.mark(machine.warehouse, ("api", BUSY, "posts")) == before
-        held = warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
-        machine.rerun(full_refresh=False)
-        machine.every_warehouse_holds_what_the_model_says()
-        after = warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
-        # The first page held 99 posts and the `more` stub (quarantined): 51 lay behind it.
-        assert len(after) - len(held) == 51
-    finally:
-        machine.teardown()
+    machine.run_api(Run("api", (), (BUSY,)))
+    before = machine.model.mark(machine.warehouse, ("api", BUSY, "posts"))
+    machine.every_warehouse_holds_what_the_model_says()
+    machine.new_posts_arrive(150)
+    machine.run_api_against_a_hostile_reddit(
+        Run("api", (), (BUSY,)), ApiFault(listing="delete_pages", splices=((5, "more"),))
+    )
+    machine.every_warehouse_holds_what_the_model_says()
+    assert machine.model.mark(machine.warehouse, ("api", BUSY, "posts")) == before
+    held = warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
+    machine.rerun(full_refresh=False)
+    machine.every_warehouse_holds_what_the_model_says()
+    after = warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
+    # The first page held 99 posts and the `more` stub (quarantined): 51 lay behind it.
+    assert len(after) - len(held) == 51
 
 
 def test_reader_model_pages_a_hostile_listing() -> None:
@@ -810,89 +814,66 @@ def test_reader_model_pages_a_hostile_listing() -> None:
     assert "t3_220" in names and "t3_50" not in names and len(names) == 200
 
 
-def test_a_refused_run_between_two_runs_changes_nothing(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in world.reddit_env.items():
-        monkeypatch.setenv(name, value)
-    PipelineRuns.world = world
-    machine = PipelineRuns()
-    try:
-        machine.run_api(Run("api", (), ("rust",)))
-        before = warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
-        machine.world.arrive(10)
-        machine.a_run_reddit_refuses_changes_nothing(Run("api"))
-        assert warehouse_rows(machine.root / f"{machine.warehouse}.duckdb") == before
-        machine.every_warehouse_holds_what_the_model_says()
-        machine.run_api(Run("api"))
-        machine.every_warehouse_holds_what_the_model_says()
-    finally:
-        machine.teardown()
+def test_a_refused_run_between_two_runs_changes_nothing(machine: PipelineRuns) -> None:
+    machine.run_api(Run("api", (), ("rust",)))
+    before = warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
+    machine.world.arrive(10)
+    machine.a_run_reddit_refuses_changes_nothing(Run("api"))
+    assert warehouse_rows(machine.root / f"{machine.warehouse}.duckdb") == before
+    machine.every_warehouse_holds_what_the_model_says()
+    machine.run_api(Run("api"))
+    machine.every_warehouse_holds_what_the_model_says()
 
 
 def test_a_first_api_run_that_loses_its_first_page_then_one_with_swaps_loses_nothing(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    machine: PipelineRuns, world: World
 ) -> None:
     """The sequence an earlier draft of these rules failed on (51 posts missing): a dump
     run, then an API run over every subreddit whose first r/python page is deleted once
     served (with a child whose created_utc is null on it), then an API run of r/python with
     items moved across pages. The second holds r/python's watermark; the third reads what
     lay behind the deleted page."""
-    for name, value in world.reddit_env.items():
-        monkeypatch.setenv(name, value)
-    PipelineRuns.world = world
-    machine = PipelineRuns()
-    try:
-        machine.first_run(Run("dump", ("crawl1/RS_2024-05.zst",)))
-        machine.run_api_against_a_hostile_reddit(
-            Run("api"), ApiFault(listing="delete_pages", splices=((3, "null_created"),))
-        )
-        machine.every_warehouse_holds_what_the_model_says()
-        assert machine.model.mark(machine.warehouse, ("api", BUSY, "posts")) is None
-        machine.run_api_against_a_hostile_reddit(
-            Run("api", (), (BUSY,)), ApiFault(swaps=((10, 120), (0, 99)))
-        )
-        machine.every_warehouse_holds_what_the_model_says()
-        api_posts = {
-            key
-            for key in warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
-            if key[0] == "posts" and key[1].startswith("1")
-        }
-        # Every post Reddit had at the start: the deleted page's 99 from the second run, the
-        # rest from the third.
-        served = world.reddit_content["subreddits"]
-        assert len(api_posts) == sum(len(kinds["posts"]) for kinds in served.values())
-    finally:
-        machine.teardown()
+    machine.first_run(Run("dump", ("crawl1/RS_2024-05.zst",)))
+    machine.run_api_against_a_hostile_reddit(
+        Run("api"), ApiFault(listing="delete_pages", splices=((3, "null_created"),))
+    )
+    machine.every_warehouse_holds_what_the_model_says()
+    assert machine.model.mark(machine.warehouse, ("api", BUSY, "posts")) is None
+    machine.run_api_against_a_hostile_reddit(
+        Run("api", (), (BUSY,)), ApiFault(swaps=((10, 120), (0, 99)))
+    )
+    machine.every_warehouse_holds_what_the_model_says()
+    api_posts = {
+        key
+        for key in warehouse_rows(machine.root / f"{machine.warehouse}.duckdb")
+        if key[0] == "posts" and key[1].startswith("1")
+    }
+    # Every post Reddit had at the start: the deleted page's 99 from the second run, the
+    # rest from the third.
+    served = world.reddit_content["subreddits"]
+    assert len(api_posts) == sum(len(kinds["posts"]) for kinds in served.values())
 
 
 def test_a_held_watermark_is_not_moved_by_the_refresh_of_posts_another_run_read(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    machine: PipelineRuns,
 ) -> None:
     """Found by the fuzz profile: a run into a new warehouse whose r/python listing lost its
     first page held that listing's watermark, but the refresh of recent posts (posts an
     earlier run had put in the lake) committed one anyway, past the gap; the next run then
     skipped the 154 posts behind it."""
-    for name, value in world.reddit_env.items():
-        monkeypatch.setenv(name, value)
-    PipelineRuns.world = world
-    machine = PipelineRuns()
+    machine.run_api(Run("api", (), (BUSY,)))
+    machine.switch_warehouse()
+    machine.run_api_against_a_hostile_reddit(
+        Run("api", (), (BUSY,)), ApiFault(listing="delete_pages")
+    )
+    con = duckdb.connect(str(machine.paths()["state_path"]), read_only=True)
     try:
-        machine.run_api(Run("api", (), (BUSY,)))
-        machine.switch_warehouse()
-        machine.run_api_against_a_hostile_reddit(
-            Run("api", (), (BUSY,)), ApiFault(listing="delete_pages")
-        )
-        con = duckdb.connect(str(machine.paths()["state_path"]), read_only=True)
-        try:
-            marks = con.execute(
-                "select subreddit, kind from watermarks where destination like ?",
-                [f"%{machine.warehouse}%"],
-            ).fetchall()
-        finally:
-            con.close()
-        assert (BUSY, "posts") not in marks and (BUSY, "comments") in marks
-        machine.rerun(full_refresh=False)
-        machine.every_warehouse_holds_what_the_model_says()
+        marks = con.execute(
+            "select subreddit, kind from watermarks where destination like ?",
+            [f"%{machine.warehouse}%"],
+        ).fetchall()
     finally:
-        machine.teardown()
+        con.close()
+    assert (BUSY, "posts") not in marks and (BUSY, "comments") in marks
+    machine.rerun(full_refresh=False)
+    machine.every_warehouse_holds_what_the_model_says()
