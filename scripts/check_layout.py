@@ -1,0 +1,190 @@
+"""Fail when the layout of the code drifts from the rules the README states.
+
+The rules are cheap to break by accident and expensive to find by reading: an import made
+inside a function closes a cycle nobody sees, a `_helper` imported from another module
+makes a private name part of two modules' contracts, and a new file dropped straight into
+`tasks/` starts the flat drawer again. Run by `make lint`; `--graph` prints the imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# The packages whose imports are ours to check; tests, bench and scripts may reach anywhere.
+PACKAGES = ("tasks", "flows", "blocks")
+# The only modules that may stand directly in tasks/: what every stage shares.
+SHARED_TASK_MODULES = {"__init__", "settings", "config"}
+
+
+@dataclass(frozen=True)
+class Import:
+    """One `import` or `from ... import` of a project module, wherever it stands in a file."""
+
+    importer: str
+    imported: str
+    names: tuple[str, ...]
+    line: int
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def project_modules(root: Path) -> dict[str, Path]:
+    modules: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            modules[module_name(path, root)] = path
+    return modules
+
+
+def resolve(importer: str, is_package: bool, node: ast.ImportFrom) -> str:
+    """The absolute module a `from` import names, relative imports included."""
+    if not node.level:
+        return node.module or ""
+    base = importer.split(".")
+    if not is_package:
+        base = base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def imports_of(name: str, path: Path, modules: dict[str, Path]) -> Iterator[Import]:
+    """Every import of a project module, at module level or inside functions alike."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in modules:
+                    yield Import(name, alias.name, (), node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            target = resolve(name, is_package, node)
+            if target not in modules:
+                continue
+            plain: list[str] = []
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                if submodule in modules:
+                    yield Import(name, submodule, (), node.lineno)
+                else:
+                    plain.append(alias.name)
+            if plain:
+                yield Import(name, target, tuple(plain), node.lineno)
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    counter = 0
+
+    def visit(node: str) -> None:
+        nonlocal counter
+        index[node] = low[node] = counter
+        counter += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def within_package(importer: str, imported: str) -> bool:
+    """A package's face may hand on the private names of its own modules? No: only public ones.
+
+    The one exception is a module importing from itself, which no rule is about.
+    """
+    return importer == imported
+
+
+def problems(root: Path) -> list[str]:
+    modules = project_modules(root)
+    found: list[str] = []
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for imp in imports_of(name, path, modules):
+            if imp.imported == imp.importer:
+                continue
+            # A package importing its own submodule (or a submodule its package's face) is
+            # how Python loads packages, not a cycle of responsibilities.
+            if not (
+                imp.imported.startswith(imp.importer + ".")
+                and path.name == "__init__.py"
+            ):
+                graph[name].add(imp.imported)
+            for private in (n for n in imp.names if n.startswith("_")):
+                if not within_package(name, imp.imported):
+                    found.append(
+                        f"{path.relative_to(root)}:{imp.line}: imports the private name "
+                        f"{private} from {imp.imported}: make it public where both can reach it"
+                    )
+    # A submodule that imports its own package's face closes a loop through __init__.py
+    # only if the face imports it back, which the graph above already shows.
+    for cycle in find_cycles(graph):
+        found.append(f"import cycle: {' -> '.join(cycle)} (imports inside functions count)")
+    for path in sorted((root / "tasks").glob("*.py")):
+        if path.stem not in SHARED_TASK_MODULES:
+            found.append(
+                f"{path.relative_to(root)}: a module directly in tasks/; only "
+                f"{', '.join(sorted(SHARED_TASK_MODULES - {'__init__'}))} are shared by "
+                "every stage: move it into the subpackage of its stage"
+            )
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to check")
+    parser.add_argument(
+        "--graph", action="store_true", help="print who imports whom, then check"
+    )
+    args = parser.parse_args(argv)
+    if args.graph:
+        modules = project_modules(args.root)
+        for name, path in modules.items():
+            for imp in imports_of(name, path, modules):
+                names = f" ({', '.join(imp.names)})" if imp.names else ""
+                print(f"{name} -> {imp.imported}{names}")
+    found = problems(args.root)
+    for line in found:
+        print(line, file=sys.stderr)
+    if found:
+        print(f"layout: {len(found)} problem(s)", file=sys.stderr)
+        return 1
+    print("layout: no import cycles, no private names across modules, tasks/ in subpackages")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
