@@ -31,7 +31,7 @@ import praw  # noqa: E402
 import prawcore  # noqa: E402
 from fake_reddit import LISTING_CAP, FakeReddit, auth_for  # noqa: E402
 
-from tasks.reddit_api import SharedRateLimiter, extract_api  # noqa: E402
+from tasks.extract.reddit_api import SharedRateLimiter, extract_api  # noqa: E402
 
 START = 1_700_000_000.0
 KINDS = ("posts", "comments")

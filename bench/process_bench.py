@@ -72,11 +72,11 @@ def _role_ours(work: Path, run_dir: Path, codec: str, chunk_bytes: int | None) -
     lake and warehouse go in `run_dir`, a folder no earlier run used."""
     started = time.perf_counter()
     from tasks import settings
-    from tasks.lake import LocalLake
-    from tasks.load import load_duckdb
-    from tasks.model import run_models
-    from tasks.process import ProcessResult
-    from tasks.stage import Window, stage_dump
+    from tasks.extract.stage import Window, stage_dump
+    from tasks.lake.local import LocalLake
+    from tasks.load.duckdb_engine import load_duckdb
+    from tasks.model.duckdb_engine import run_models
+    from tasks.process.duckdb_engine import ProcessResult
 
     imports = time.perf_counter() - started
     rss_after_imports = _self_rss()

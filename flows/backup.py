@@ -24,17 +24,18 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import settings
-from tasks.backup import (
+from tasks.config import PipelineConfig
+from tasks.state import (
     BackupResult,
     NoStateError,
     RestoreError,
+    StateStore,
     backup_state,
     list_backups,
+    open_duckdb_state,
     read_backup,
     restore_state,
 )
-from tasks.config import PipelineConfig
-from tasks.state import StateStore, open_duckdb_state
 
 
 @contextmanager
@@ -44,7 +45,7 @@ def _state(config: PipelineConfig, must_exist: bool = False) -> Iterator[StateSt
     dsn = config.state_dsn.get_secret_value() if config.state_dsn else None
     dsn = dsn or os.environ.get("REDDIT_PIPELINE_STATE_DSN")
     if dsn:
-        from tasks.db_pool import pooled_state
+        from tasks.state import pooled_state
 
         with pooled_state(dsn) as store:
             yield store
@@ -77,7 +78,7 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 def backup_state_task(config: PipelineConfig) -> BackupResult:
     """Retried: the lake or the database may be briefly unreachable; a retry writes a new,
     complete backup (an interrupted one has no manifest and is ignored)."""
-    from tasks.engines import build_lake
+    from tasks.run import build_lake
 
     lake, _ = build_lake(config)
     with _state(config, must_exist=True) as store:
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             result = reddit_state_backup(config)
             print(f"backup {result.prefix}: {result.rows}")
             return 0
-        from tasks.engines import build_lake
+        from tasks.run import build_lake
 
         lake, _ = build_lake(config)
         if command == "list":

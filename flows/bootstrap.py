@@ -99,7 +99,7 @@ def register_block_types() -> list[str]:
 def blocks_from_env(env: Mapping[str, str]) -> dict[str, Block]:
     """The blocks the environment has values for, by name; nothing is saved here."""
     found: dict[str, Block] = {}
-    from tasks.reddit_api import credentials_from_env
+    from tasks.extract import credentials_from_env
 
     auth = credentials_from_env(env)
     if auth is not None:
@@ -237,7 +237,7 @@ def ensure_alert_automations(env: Mapping[str, str]) -> str:
     SENDGRID_API_KEY and _EMAIL_FROM, or _ALERT_BLOCK_ID). Without one, no automation: an
     alert that notifies nobody is worse than none, as it looks like coverage."""
     try:
-        from tasks.alerts import AlertConfig, ensure_alerts
+        from tasks.ops import AlertConfig, ensure_alerts
     except ImportError as exc:
         return f"skipped: tasks.alerts is not usable ({exc})"
     values = {
@@ -252,7 +252,7 @@ def ensure_alert_automations(env: Mapping[str, str]) -> str:
         return "skipped: no alert destination (set REDDIT_PIPELINE_ALERT_WEBHOOK_URL or another)"
     config = AlertConfig(**{k: v for k, v in values.items() if v})
     ids = ensure_alerts(config)
-    from tasks.monitoring import ensure_monitoring
+    from tasks.ops import ensure_monitoring
 
     sla = float(env.get("REDDIT_PIPELINE_SLA_SECONDS", "1800"))
     ids |= ensure_monitoring(config, sla_seconds=sla)
@@ -266,7 +266,7 @@ def ensure_roles(env: Mapping[str, str], connect_redshift: Callable | None = Non
     dsn = env.get("REDDIT_PIPELINE_ADMIN_DSN")
     if not dsn:
         return "skipped: set REDDIT_PIPELINE_ADMIN_DSN to apply the database roles"
-    from tasks.roles import Roles, apply_roles, connect_redshift_admin
+    from tasks.ops import Roles, apply_roles, connect_redshift_admin
 
     roles = Roles(schema=env.get(settings.WAREHOUSE_SCHEMA_ENV, settings.WAREHOUSE_SCHEMA))
     file = apply_roles(

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from tasks import settings
 from tasks.config import PipelineConfig
-from tasks.dumps import DumpError, check_dump
+from tasks.extract import DumpError, check_dump
 
 
 def _timestamp(text: str) -> datetime:
@@ -262,7 +262,7 @@ def report_failure(exc: BaseException, what: str, after_interrupt: str) -> int:
     """The one line on stderr for a command that ended on `exc`, and its exit status: 128 +
     the signal for an interrupt (recorded as cancelled; `after_interrupt` says what next),
     1 for a failure."""
-    from tasks import faults
+    from tasks.core import faults
 
     reason = faults.interruption()
     if reason or not isinstance(exc, Exception):

@@ -6,7 +6,6 @@ cloud account and no Reddit credentials (Prefect starts a temporary API of its o
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import uuid
@@ -24,10 +23,21 @@ import flows  # noqa: F401  (first: its environment defaults must precede prefec
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import TerminationSignal
-from prefect.runtime import flow_run
 
 from tasks import settings
-from tasks.check import (
+from tasks.config import EMPTY_OVERRIDES, ConfigOverrides, PipelineConfig
+from tasks.core import RunScope, crash_point, interruption_of, reraise_as_interrupt
+from tasks.extract import (
+    Window,
+    check_dump,
+    damaged_input_error,
+    dump_kind,
+    extract_api_task,
+    newer_mark,
+    stage_dump_task,
+)
+from tasks.process import ProcessResult
+from tasks.quality import (
     CheckReport,
     answered_posts_in_warehouse,
     check_task,
@@ -35,23 +45,17 @@ from tasks.check import (
     publish_check_results,
     record_check_results,
 )
-from tasks.config import EMPTY_OVERRIDES, ConfigOverrides, PipelineConfig
-from tasks.dumps import check_dump, dump_kind
-from tasks.engines import Engines, build_engines, stop_glue_runs_hook
-from tasks.extract import ResolvedSource, extract_api_task, resolve_source
-from tasks.faults import crash_point, interruption_of, reraise_as_interrupt
-from tasks.process import ProcessResult
-from tasks.scope import RunScope
-from tasks.stage import Window, damaged_input_error, stage_dump_task
-from tasks.state import (
-    RunRecord,
-    StateStore,
-    Watermarks,
-    marks_not_held,
-    newer_mark,
-    open_duckdb_state,
+from tasks.run import (
+    Engines,
+    ResolvedSource,
+    RunSummary,
+    build_engines,
+    flow_run_id,
+    open_state,
+    resolve_source,
+    stop_glue_runs_hook,
 )
-from tasks.summary import RunSummary
+from tasks.state import RunRecord, StateStore, Watermarks, marks_not_held
 
 
 @flow(
@@ -93,7 +97,7 @@ def reddit_pipeline(
         RunRecord(
             summary.run_id,
             source.name,
-            _flow_run_id(),
+            flow_run_id(),
             config.since,
             config.until,
             config.redacted_dump(),
@@ -229,7 +233,7 @@ def _report_slowdown(state: StateStore, summary: RunSummary, config: PipelineCon
     the recent ones of its kind; a finished run must not fail on its own monitoring."""
     log = get_run_logger()
     try:
-        from tasks.monitoring import report_slowdown
+        from tasks.ops import report_slowdown
 
         slow = report_slowdown(
             state, summary.run_id, config.slowdown_factor, config.slowdown_history
@@ -269,17 +273,6 @@ def _quality_gate(
     )
     get_run_logger().info(summary.messages[-1])
     return report
-
-
-def open_state(config: PipelineConfig) -> StateStore:
-    """PostgreSQL when a DSN is configured (production), else the local DuckDB file."""
-    dsn = config.state_dsn.get_secret_value() if config.state_dsn else None
-    dsn = dsn or os.environ.get("REDDIT_PIPELINE_STATE_DSN")
-    if dsn:
-        from tasks.db_pool import open_pooled_state
-
-        return open_pooled_state(dsn)
-    return open_duckdb_state(config.state_path)
 
 
 def rereads_window(config: PipelineConfig) -> bool:
@@ -362,11 +355,6 @@ def _timed(summary: RunSummary, stage: str) -> Iterator[None]:
         summary.durations[stage] = time.perf_counter() - start
 
 
-def _flow_run_id() -> str | None:
-    run_id = flow_run.get_id()
-    return str(run_id) if run_id else None
-
-
 def _publish(summary: RunSummary) -> None:
     create_table_artifact(
         table=summary.rows(),
@@ -385,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     the traceback with --debug, and in the Prefect UI through the API logs), 2 for bad
     arguments, 130 (143 for SIGTERM) for an interrupted one, recorded as cancelled."""
     from flows.cli import build_parser, one_line_console, parse_config, report_failure
-    from tasks import faults
+    from tasks.core import faults
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "rebuild":

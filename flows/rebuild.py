@@ -22,9 +22,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from tasks import settings
 from tasks.config import SUBREDDIT_INPUT_PATTERN, PipelineConfig, SourceName
-from tasks.engines import build_engines
-from tasks.faults import interruption_of, reraise_as_interrupt
-from tasks.rebuild import RebuildResult, rebuild
+from tasks.core import interruption_of, reraise_as_interrupt
+from tasks.run import RebuildResult, build_engines, rebuild_from_lake
 from tasks.state import RunRecord, StateStore
 
 # The sources whose watermarks a rebuild may rewrite ("auto" only picks one of them).
@@ -81,7 +80,7 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
             and under `pipeline` the lake to read raw from and the engines and warehouse to
             rebuild into, as a pipeline run would use them.
     """
-    from flows.main import _flow_run_id, open_state
+    from tasks.run import flow_run_id, open_state
 
     config = config or RebuildConfig()
     log = get_run_logger()
@@ -95,7 +94,7 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
             RunRecord(
                 run_id,
                 "rebuild",
-                _flow_run_id(),
+                flow_run_id(),
                 _midnight(config.since),
                 _midnight(config.until),
                 config.model_dump(mode="json"),
@@ -103,7 +102,7 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
         )
         try:
             with _watermark_locks(state, config):
-                result = rebuild(
+                result = rebuild_from_lake(
                     engines,
                     state,
                     tuple(config.subreddits),
@@ -225,7 +224,7 @@ def main(argv: list[str]) -> int:
     from prefect.exceptions import TerminationSignal
 
     from flows.cli import one_line_console, report_failure
-    from tasks import faults
+    from tasks.core import faults
 
     config = parse_rebuild_config(argv)
     if not build_parser().parse_args(argv).debug:

@@ -21,10 +21,7 @@ def lags(store: StateStore, now: datetime | None = None) -> list[tuple[str, str,
     """(source, subreddit, kind, hours behind now, warehouse) for every watermark: a
     watermark says what one warehouse holds, so each is shown with its own."""
     now = now or datetime.now(UTC)
-    rows = store._execute(
-        "select source, subreddit, kind, created_utc, destination from watermarks "
-        "order by source, subreddit, kind, destination"
-    ).fetchall()
+    rows = store.watermark_rows()
     return [
         (
             src,
@@ -94,8 +91,8 @@ def main(argv: list[str]) -> int:
     from psycopg_pool import PoolTimeout
     from pydantic import SecretStr
 
-    from flows.main import open_state
     from tasks.config import PipelineConfig
+    from tasks.run import open_state
 
     parser = argparse.ArgumentParser(
         prog="python flows/main.py status",

@@ -42,11 +42,8 @@ CheckEngineName = Literal["auto", "duckdb", "athena", "postgres", "redshift"]
 ALLOWED_ROOTS_ENV = "REDDIT_PIPELINE_ALLOWED_ROOTS"
 PATH_FIELDS = ("lake_dir", "warehouse_path", "state_path", "dump_paths")
 
-# Reddit's rule for subreddit names: 3 to 21 letters, digits or underscores
-# (a few historic names are 2 characters long, e.g. r/de, r/tr).
-SUBREDDIT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_]{1,20}$"
-# The same rule in the JSON schema, so the Prefect server rejects a bad name before a run
-# starts; it admits the "r/" prefix and spaces the validator strips.
+# settings.SUBREDDIT_PATTERN in the JSON schema, so the Prefect server rejects a bad name before a
+# run starts; it admits the "r/" prefix and spaces the validator strips.
 SUBREDDIT_INPUT_PATTERN = r"^\s*/?(r/)?[A-Za-z0-9][A-Za-z0-9_]{1,20}\s*$"
 # A post id as Reddit shows it (base36), bare or as a t3_ fullname.
 POST_ID_PATTERN = r"^(t3_)?[0-9a-z]{1,13}$"
@@ -279,7 +276,7 @@ class PipelineConfig(BaseModel):
         cleaned = []
         for name in names:
             bare = name.strip().removeprefix("/").removeprefix("r/")
-            if not re.match(SUBREDDIT_PATTERN, bare):
+            if not re.match(settings.SUBREDDIT_PATTERN, bare):
                 raise ValueError(
                     f"{name!r} is not a valid subreddit name (2-21 letters, digits or "
                     "underscores, e.g. 'python' or 'r/dataengineering')"

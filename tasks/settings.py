@@ -90,3 +90,7 @@ FULLNAME_PREFIX = {"posts": "t3_", "comments": "t1_"}
 # A field every record of the kind has and the other kind lacks (Reddit requires a post's
 # title; every comment has its post's link_id): how staging tells a misnamed dump.
 KIND_HALLMARK = {"posts": "title", "comments": "link_id"}
+
+# Reddit's rule for subreddit names: 3 to 21 letters, digits or underscores
+# (a few historic names are 2 characters long, e.g. r/de, r/tr).
+SUBREDDIT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_]{1,20}$"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from aws_fixtures import moto_server  # noqa: F401  (a fixture shared by the cloud tests)
+from helpers import PG_ADMIN_DSN
 
 os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -48,9 +49,6 @@ def paths(tmp_path: Path) -> dict[str, Path]:
         "warehouse_path": tmp_path / "warehouse.duckdb",
         "state_path": tmp_path / "state.duckdb",
     }
-
-
-PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture

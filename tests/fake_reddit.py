@@ -657,7 +657,7 @@ def auth_for(server: FakeReddit, **overrides: Any) -> Any:
     """RedditAuth matching the server's app, or not, per the overrides."""
     from pydantic import SecretStr
 
-    from tasks.reddit_api import RedditAuth
+    from tasks.extract.reddit_api import RedditAuth
 
     values: dict[str, Any] = {
         "client_id": server.client_id,
@@ -671,7 +671,7 @@ def auth_for(server: FakeReddit, **overrides: Any) -> Any:
 
 def fast_options(**overrides: Any) -> Any:
     """Client options scaled to the fake: short timeout and backoff."""
-    from tasks.reddit_api import ClientOptions
+    from tasks.extract.reddit_api import ClientOptions
 
     values: dict[str, Any] = {
         "timeout_seconds": 0.5,

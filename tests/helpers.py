@@ -7,11 +7,21 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import zstandard
+
+from tasks import settings
+from tasks.extract.stage import Window, stage_dump
+from tasks.lake.local import LocalLake
+from tasks.model.duckdb_engine import run_models
+from tasks.process.duckdb_engine import process_batches
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -93,3 +103,58 @@ def write_dump(path: Path, records: list[dict[str, Any] | str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(zstandard.ZstdCompressor().compress(("\n".join(lines) + "\n").encode()))
     return path
+
+
+# The PostgreSQL server the tests make their databases on (CI's DSN may carry a password).
+PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def build_sample_curated(lake: LocalLake) -> dict[str, list[str]]:
+    """The sample dumps through the real stage -> process -> model steps."""
+    dts: set[str] = set()
+    for name, kind in (("RS_2024-03.zst", "posts"), ("RC_2024-03.zst", "comments")):
+        staged = stage_dump(settings.SAMPLE_DIR / name, lake, Window())
+        dts |= process_batches(lake, kind, staged.raw_keys).dts
+    return run_models(lake, sorted(dts)).curated_keys
+
+
+class Receiver:
+    """Collects the JSON bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        received = self.messages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, text: str, timeout: float = 90.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.messages:
+                if text in json.dumps(message):
+                    return message
+            time.sleep(0.5)
+        raise AssertionError(f"no notification mentioning {text!r}; got {self.messages}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# The bundled sample's subreddits, and a moment just after its last item.
+SAMPLE_SUBREDDITS = ["askhistorians", "dataengineering", "datascience", "python", "rust"]
+# Just after the sample's last item (2024-03-07), so the freshness checks pass.
+SAMPLE_NOW = datetime(2024, 3, 8, tzinfo=UTC)

@@ -17,9 +17,9 @@ from helpers import path_args, run_cli
 
 from flows.main import reddit_pipeline
 from tasks.config import PipelineConfig
-from tasks.db_pool import close_pools
-from tasks.reddit_api import RedditUnreachableError, RedditWaitError
-from tasks.state import StateLockedError, _lock_key, open_duckdb_state
+from tasks.extract.reddit_api import RedditUnreachableError, RedditWaitError
+from tasks.state.pool import close_pools
+from tasks.state.store import StateLockedError, _lock_key, open_duckdb_state
 
 pytestmark = pytest.mark.e2e
 

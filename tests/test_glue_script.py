@@ -19,10 +19,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import duck, settings
-from tasks.lake import LocalLake
-from tasks.process import process_batches, process_sql
-from tasks.stage import Window, stage_dump
+from tasks import settings
+from tasks.core import duck
+from tasks.extract.stage import Window, stage_dump
+from tasks.lake.local import LocalLake
+from tasks.process.duckdb_engine import process_batches, process_sql
 
 SCRIPT = settings.PROJECT_DIR / "glue_scripts" / "process_reddit.py"
 SPARK_ENV = {"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}

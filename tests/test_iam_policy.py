@@ -21,11 +21,12 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from tasks import glue, settings
-from tasks.athena import AthenaRunner, run_models_athena
-from tasks.backup import BACKUP_PREFIX
-from tasks.lake import LocalLake
-from tasks.warehouse_redshift import LOAD_PREFIX
+from tasks import settings
+from tasks.lake.local import LocalLake
+from tasks.load.redshift import LOAD_PREFIX
+from tasks.model.athena import AthenaRunner, run_models_athena
+from tasks.process import glue
+from tasks.state.backup import BACKUP_PREFIX
 
 PROJECT = Path(__file__).resolve().parents[1]
 README = PROJECT / "README.md"

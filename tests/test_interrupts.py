@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from helpers import PROJECT_DIR, path_args, run_cli, warehouse_checksums, watermarks
 
-from tasks.faults import INTERRUPT_ENV_VAR
+from tasks.core.faults import INTERRUPT_ENV_VAR
 
 pytestmark = pytest.mark.e2e
 

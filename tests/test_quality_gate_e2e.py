@@ -18,14 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import warehouse_checksums, watermarks, write_dump
 
-import tasks.engines
+import tasks.run.engines
 from flows.main import reddit_pipeline
 from tasks import settings
-from tasks.check import ARTIFACT_KEY, QUALITY_FAILED_EVENT, QualityGateFailed
 from tasks.config import PipelineConfig
-from tasks.lake import Lake
-from tasks.model import ModelResult
-from tasks.scope import RunScope
+from tasks.core.scope import RunScope
+from tasks.lake.base import Lake
+from tasks.model.duckdb_engine import ModelResult
+from tasks.quality.contracts import ARTIFACT_KEY, QUALITY_FAILED_EVENT, QualityGateFailed
 
 pytestmark = pytest.mark.e2e
 
@@ -195,7 +195,7 @@ def test_damage_between_model_and_check_fails_the_flow_and_names_the_check(
     reddit_pipeline(PipelineConfig(dump_paths=[first], **config))
     tables, marks = warehouse_checksums(paths["warehouse_path"]), watermarks(paths["state_path"])
 
-    real_model_task = tasks.engines.model_task
+    real_model_task = tasks.run.engines.model_task
 
     def model_then_damage(lake: Lake, scope: RunScope) -> ModelResult:
         result = real_model_task(lake, scope)
@@ -276,7 +276,7 @@ def test_the_flow_checks_on_postgresql_when_told_and_stops_the_load_there(
         tmp_path / "a" / "python_submissions.zst", [_post(i, now - 7200 + i) for i in range(5)]
     )
     assert reddit_pipeline(PipelineConfig(dump_paths=[first], **config)).status == "completed"
-    real_model_task = tasks.engines.model_task
+    real_model_task = tasks.run.engines.model_task
 
     def model_then_damage(lake: Lake, scope: RunScope) -> ModelResult:
         result = real_model_task(lake, scope)

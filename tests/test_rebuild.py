@@ -197,8 +197,8 @@ def test_a_rebuild_that_breaks_a_contract_loads_nothing_and_moves_no_watermark(
 
     from flows.main import reddit_pipeline
     from flows.rebuild import RebuildConfig, reddit_rebuild
-    from tasks.check import QualityGateFailed
     from tasks.config import PipelineConfig
+    from tasks.quality.contracts import QualityGateFailed
 
     now = int(time.time())
     good = [dump_post("python", i, now - 7200 + i, 10 * DAY) for i in range(5)]
@@ -289,7 +289,7 @@ def test_an_interrupted_rebuild_exits_130_is_recorded_cancelled_and_runs_again(
     cancelled (not failed), no watermark moved, and the next rebuild equals the lost state."""
     import duckdb
 
-    from tasks.faults import INTERRUPT_ENV_VAR
+    from tasks.core.faults import INTERRUPT_ENV_VAR
 
     assert run_cli(path_args(paths), prefect_api).returncode == 0
     tables = warehouse_checksums(paths["warehouse_path"])

@@ -49,7 +49,7 @@ from hypothesis.stateful import (
 from strategies import budget
 
 from tasks import settings as pipeline_settings
-from tasks.reddit_api import settings as api_settings
+from tasks.extract.reddit_api import settings as api_settings
 
 pytestmark = pytest.mark.e2e
 

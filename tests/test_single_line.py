@@ -26,9 +26,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from strategies import NOW, REDDIT_EPOCH, budget, huge_line, single_lines
 
-from tasks.config import SUBREDDIT_PATTERN
-from tasks.lake import LocalLake
-from tasks.stage import Window, stage_dump
+from tasks.extract.stage import Window, stage_dump
+from tasks.lake.local import LocalLake
+from tasks.settings import SUBREDDIT_PATTERN
 
 GOOD_COUNT = 6
 T0 = 1_714_521_600  # 2024-05-01T00:00:00Z

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from flows.status import lags, render
-from tasks.state import RunRecord, open_duckdb_state, open_postgres_state
+from tasks.state.store import RunRecord, open_duckdb_state, open_postgres_state
 
 
 def test_status_prints_lags_runs_and_failures(tmp_path: Path) -> None:
