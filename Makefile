@@ -47,9 +47,12 @@ bridge-test: $(STAMP)
 deploy-local: $(STAMP)
 	$(BIN)/python -m flows.bootstrap $(BOOTSTRAP_ARGS)
 
+## ruff, then the layout rules: no import cycle, no private name across modules, one
+## subpackage of tasks/ per stage, other stages reached through their faces
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_layout.py
 
 ## only the end-to-end tests
 e2e: $(STAMP)
@@ -61,11 +64,11 @@ backup: $(STAMP)
 
 ## S3 versioning + lifecycle rules on the lake bucket: make lake-setup BUCKET=my-lake
 lake-setup: $(STAMP)
-	$(BIN)/python -m tasks.lake_setup --bucket $(BUCKET)
+	$(BIN)/python -m tasks.lake.setup --bucket $(BUCKET)
 
 ## database roles: make roles ADMIN_DSN=postgresql://admin@host/db
 roles: $(STAMP)
-	$(BIN)/python -m tasks.roles --dsn "$(ADMIN_DSN)"
+	$(BIN)/python -m tasks.ops.roles --dsn "$(ADMIN_DSN)"
 
 bench: $(STAMP)
 	$(BIN)/python bench/process_bench.py

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator
 
-from tasks.extract import RedditAuth, check_user_agent
+from tasks.extract.reddit_api import RedditAuth, check_user_agent
 
 
 class RedditCredentials(Block):

@@ -28,20 +28,17 @@ def _check_identifier(value: str) -> str:
     return value
 
 
-class PostgresWarehouse(Block):
-    """A PostgreSQL 15+ database that receives the curated tables (MERGE needs 15)."""
+class ServerWarehouse(Block):
+    """What a PostgreSQL and a Redshift warehouse share: where the server is, who logs in, and
+    the schema of the tables. Not a block type of its own: its subclasses are."""
 
-    _block_type_name = "Reddit Postgres Warehouse"
-    _description = "PostgreSQL warehouse for the reddit_pipeline load step (psycopg 3)."
+    scheme: ClassVar[str] = "postgresql"  # of describe()'s URL
 
-    host: str = Field(description="Server host name or address.")
-    port: int = Field(5432, description="Server port.")
+    host: str = Field(description="Server host name or address (Redshift: the endpoint).")
+    port: int = Field(description="Server port.")
     database: str = Field(description="Database name.")
-    user: str = Field(description="Role to connect as.")
-    password: SecretStr | None = Field(None, description="The role's password (None: trust).")
-    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
-        "prefer", description="libpq sslmode; use verify-full across networks."
-    )
+    user: str = Field(description="Role to connect as (with Redshift IAM auth: the db user).")
+    password: SecretStr | None = Field(None, description="The role's password.")
     db_schema: str = Field(
         WAREHOUSE_SCHEMA,
         alias="schema",
@@ -58,7 +55,19 @@ class PostgresWarehouse(Block):
 
     def describe(self) -> str:
         """Where the warehouse is, for logs: never the password."""
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+        return f"{self.scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+class PostgresWarehouse(ServerWarehouse):
+    """A PostgreSQL 15+ database that receives the curated tables (MERGE needs 15)."""
+
+    _block_type_name = "Reddit Postgres Warehouse"
+    _description = "PostgreSQL warehouse for the reddit_pipeline load step (psycopg 3)."
+
+    port: int = Field(5432, description="Server port.")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="libpq sslmode; use verify-full across networks."
+    )
 
     @classmethod
     def from_dsn(cls, dsn: str, schema: str = WAREHOUSE_SCHEMA) -> PostgresWarehouse:
@@ -105,40 +114,22 @@ class PostgresWarehouse(Block):
         return connection
 
 
-class RedshiftWarehouse(Block):
+class RedshiftWarehouse(ServerWarehouse):
     """An Amazon Redshift cluster or Serverless workgroup that receives the curated tables."""
 
     _block_type_name = "Reddit Redshift Warehouse"
     _description = "Redshift warehouse for the reddit_pipeline load step (redshift-connector)."
+    scheme: ClassVar[str] = "redshift"
 
-    host: str = Field(description="Cluster endpoint host.")
     port: int = Field(5439, description="Cluster port.")
-    database: str = Field(description="Database name.")
-    user: str = Field(description="Database user (with IAM auth: the db user to map to).")
-    password: SecretStr | None = Field(None, description="Password; None to use IAM auth.")
     iam: bool = Field(False, description="Authenticate with IAM temporary credentials.")
     cluster_identifier: str | None = Field(None, description="Cluster id, for IAM auth.")
     region: str | None = Field(None, description="AWS region, for IAM auth.")
     copy_iam_role: str = Field(
         description="ARN of the IAM role Redshift assumes to read the lake in COPY."
     )
-    db_schema: str = Field(
-        WAREHOUSE_SCHEMA,
-        alias="schema",
-        description="Schema of the tables; the loader role's (sql/roles).",
-    )
     ssl: bool = Field(True, description="Encrypt the connection (leave on).")
     connect_timeout: int = Field(30, description="Seconds to wait for a connection.")
-
-    model_config: ClassVar[ConfigDict] = ConfigDict(populate_by_name=True)
-
-    @field_validator("db_schema")
-    @classmethod
-    def _schema_identifier(cls, value: str) -> str:
-        return _check_identifier(value)
-
-    def describe(self) -> str:
-        return f"redshift://{self.user}@{self.host}:{self.port}/{self.database}"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Arguments for redshift_connector.connect; holds the secret, never log it."""

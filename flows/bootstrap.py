@@ -7,7 +7,7 @@
 In order: block types; blocks from the environment (RedditCredentials from REDDIT_*,
 AwsCredentials and S3Bucket from AWS_* and REDDIT_PIPELINE_LAKE_BUCKET); the work pool, its job
 defaults taken from prefect.yaml's `definitions.work_pools`; the Reddit API global concurrency
-limit; the Prefect variables the deployments read; the alert automations (tasks.alerts); and
+limit; the Prefect variables the deployments read; the alert automations (tasks.ops.alerts); and
 the deployments (`prefect --no-prompt deploy --all`: prefect.yaml, and on the process pool
 also prefect.local.yaml). Each step creates what is missing and updates what exists, by name,
 so a second run leaves the same objects and never a duplicate.
@@ -57,7 +57,8 @@ AWS_BLOCK = "reddit-aws"
 LAKE_BLOCK = "reddit-lake"
 # Reddit allows ~100 requests a minute per OAuth client (1000 per 600 s window). A slot decays
 # every 1/1.6 s (96 a minute, a little under, for the requests of other tools on the same
-# client); `limit` is the burst a cold limit admits. tasks.reddit_api takes one slot a request.
+# client); `limit` is the burst a cold limit admits. tasks.extract.reddit_api takes one slot
+# a request.
 REDDIT_API_LIMIT = "reddit-api"
 REDDIT_API_BURST = 10
 REDDIT_API_DECAY_PER_SECOND = 1.6
@@ -232,14 +233,14 @@ async def ensure_variables(client: PrefectClient, env: Mapping[str, str]) -> str
 
 
 def ensure_alert_automations(env: Mapping[str, str]) -> str:
-    """tasks.alerts.ensure_alerts with the destination from the environment
+    """tasks.ops.alerts.ensure_alerts with the destination from the environment
     (REDDIT_PIPELINE_ALERT_WEBHOOK_URL, _SLACK_WEBHOOK_URL, or _EMAIL_TO with
     SENDGRID_API_KEY and _EMAIL_FROM, or _ALERT_BLOCK_ID). Without one, no automation: an
     alert that notifies nobody is worse than none, as it looks like coverage."""
     try:
         from tasks.ops import AlertConfig, ensure_alerts
     except ImportError as exc:
-        return f"skipped: tasks.alerts is not usable ({exc})"
+        return f"skipped: tasks.ops.alerts is not usable ({exc})"
     values = {
         "webhook_url": env.get("REDDIT_PIPELINE_ALERT_WEBHOOK_URL"),
         "slack_webhook_url": env.get("REDDIT_PIPELINE_ALERT_SLACK_WEBHOOK_URL"),

@@ -7,14 +7,18 @@ import argparse
 import io
 import logging
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import ValidationError
 
 from tasks import settings
 from tasks.config import PipelineConfig
 from tasks.extract import DumpError, check_dump
+
+T = TypeVar("T")
 
 
 def _timestamp(text: str) -> datetime:
@@ -274,3 +278,24 @@ def report_failure(exc: BaseException, what: str, after_interrupt: str) -> int:
         return faults.exit_status()
     print(f"error: the {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return 1
+
+
+def run_command(
+    run: Callable[[], T], show: Callable[[T], None], what: str, after_interrupt: str, debug: bool
+) -> int:
+    """Every command's life: the log to stdout unless --debug (so stderr holds one line on
+    failure), SIGINT and SIGTERM remembered as interrupts, then `run`, its result shown, and
+    the exit status (report_failure's for a failed or interrupted one)."""
+    from prefect.exceptions import TerminationSignal
+
+    from tasks.core import faults
+
+    if not debug:
+        one_line_console()
+    faults.install_interrupt_handlers()
+    try:
+        result = run()
+    except (Exception, KeyboardInterrupt, TerminationSignal) as exc:
+        return report_failure(exc, what, after_interrupt)
+    show(result)
+    return 0

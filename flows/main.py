@@ -22,7 +22,6 @@ import flows  # noqa: F401  (first: its environment defaults must precede prefec
 # isort: split
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.exceptions import TerminationSignal
 
 from tasks import settings
 from tasks.config import EMPTY_OVERRIDES, ConfigOverrides, PipelineConfig
@@ -200,7 +199,7 @@ def _run_stages(
                     )
                     for kind in settings.KINDS
                 ]
-        # The one scope the model, the checks and the load share (tasks.scope).
+        # The one scope the model, the checks and the load share (tasks.core.scope).
         scope = RunScope.of(set().union(*(p.dts for p in processed)), config.subreddits)
         log.info("Processed %d rows; scope %s", sum(p.rows for p in processed), scope.describe())
         crash_point("after:process")
@@ -372,8 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: exit 0 for a completed run, 1 for a failed one (one line on stderr;
     the traceback with --debug, and in the Prefect UI through the API logs), 2 for bad
     arguments, 130 (143 for SIGTERM) for an interrupted one, recorded as cancelled."""
-    from flows.cli import build_parser, one_line_console, parse_config, report_failure
-    from tasks.core import faults
+    from flows.cli import build_parser, parse_config, run_command
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "rebuild":
@@ -385,18 +383,21 @@ def main(argv: list[str] | None = None) -> int:
 
         return status_main(argv[1:])
     config = parse_config(argv)
-    if not build_parser().parse_args(argv).debug:
-        one_line_console()
-    faults.install_interrupt_handlers()
-    try:
-        summary = reddit_pipeline(config)
-    except (Exception, KeyboardInterrupt, TerminationSignal) as exc:
-        return report_failure(exc, "run", ", and the next run takes it up again")
-    summary.print()
-    print(
-        f"warehouse: {config.warehouse_path}\nlake: {config.lake_dir}\nstate: {config.state_path}"
+
+    def show(summary: RunSummary) -> None:
+        summary.print()
+        print(
+            f"warehouse: {config.warehouse_path}\nlake: {config.lake_dir}\n"
+            f"state: {config.state_path}"
+        )
+
+    return run_command(
+        lambda: reddit_pipeline(config),
+        show,
+        "run",
+        ", and the next run takes it up again",
+        debug=build_parser().parse_args(argv).debug,
     )
-    return 0
 
 
 if __name__ == "__main__":

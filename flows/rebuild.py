@@ -221,18 +221,15 @@ def parse_rebuild_config(argv: list[str]) -> RebuildConfig:
 
 
 def main(argv: list[str]) -> int:
-    from prefect.exceptions import TerminationSignal
-
-    from flows.cli import one_line_console, report_failure
-    from tasks.core import faults
+    from flows.cli import run_command
 
     config = parse_rebuild_config(argv)
-    if not build_parser().parse_args(argv).debug:
-        one_line_console()  # the log to stdout, so stderr holds one line on failure
-    faults.install_interrupt_handlers()
-    try:
-        result = reddit_rebuild(config)
-    except (Exception, KeyboardInterrupt, TerminationSignal) as exc:
-        return report_failure(exc, "rebuild", "; run it again to finish it")
-    print(f"rebuilt {result.batches} batches, {result.processed_rows} rows, days {result.days}")
-    return 0
+    return run_command(
+        lambda: reddit_rebuild(config),
+        lambda result: print(
+            f"rebuilt {result.batches} batches, {result.processed_rows} rows, days {result.days}"
+        ),
+        "rebuild",
+        "; run it again to finish it",
+        debug=build_parser().parse_args(argv).debug,
+    )

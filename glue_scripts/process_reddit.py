@@ -259,7 +259,7 @@ def column_sql(kind: str, texts: str = "`__texts`") -> list[str]:
 
 
 def batch_retrieved_sql() -> str:
-    """tasks.process.batch_retrieved_utc: API batches are named api-<epoch>-..., the time Reddit
+    """tasks.lake.keys.batch_retrieved_utc: API batches are named api-<epoch>-..., the time Reddit
     was read, which its JSON lacks; null for dump batches."""
     epoch = "regexp_extract(`batch_id`, '^api-([0-9]{9,11})-', 1)"
     return f"cast(nullif({epoch}, '') as double)"
@@ -293,7 +293,7 @@ def transform(lines: DataFrame, kind: str, keep: Sequence[str] = ()) -> DataFram
 
 
 def with_batch(lines: DataFrame) -> DataFrame:
-    """Adds `batch_id` (the raw file name up to its first dot, as tasks.process.batch_of) and the
+    """Adds `batch_id` (the raw file name up to its first dot, as tasks.lake.keys.batch_of) and the
     line's position, so each output file keeps its lines in raw order."""
     file = F.input_file_name()
     return lines.select(
@@ -402,7 +402,7 @@ class Storage:
 
 
 def processed_key(kind: str, dt: str, batch_id: str) -> str:
-    """The same key as tasks.process.processed_key."""
+    """The same key as tasks.lake.keys.processed_key."""
     return f"{PROCESSED_PREFIX}/{kind}/dt={dt}/{batch_id}.parquet"
 
 

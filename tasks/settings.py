@@ -26,7 +26,7 @@ DECODE_BYTES = 256 * 1024
 # (sql/process/classify_lines.sql), the process models (sql/process/{kind}.sql) and the staging
 # models (sql/staging/) read them as {{NAME}} (duck.read_sql fills them in from SQL_BOUNDS);
 # the Glue job keeps a copy that tests/test_glue_script.py holds equal; the contracts'
-# future-time checks get MAX_FUTURE_SECONDS through tasks.check.
+# future-time checks get MAX_FUTURE_SECONDS through tasks.quality.contracts.
 # Reddit opened in June 2005: no item, edit or retrieval is older.
 EARLIEST_EPOCH = 1117584000  # 2005-06-01T00:00:00Z
 # Past 2100 an epoch is a broken field, not a date. DuckDB's to_timestamp raises beyond
@@ -69,9 +69,9 @@ PARQUET_CODEC = "snappy"
 RAW_PREFIX = "raw/reddit"
 PROCESSED_PREFIX = "processed/reddit"
 # Days of processed files kept beyond the refresh window when the lake's lifecycle expires
-# processed/ (tasks.lake_setup refuses less): late items and a refresh that runs a few days
+# processed/ (tasks.lake.setup refuses less): late items and a refresh that runs a few days
 # late still find their days whole. Also the least retention there is at all, so a day this
-# recent cannot have lost a processed file to it (tasks.complete_days skips such days).
+# recent cannot have lost a processed file to it (tasks.process.complete_days skips such days).
 PROCESSED_MARGIN_DAYS = 7
 CURATED_PREFIX = "curated/reddit"
 QUARANTINE_PREFIX = "quarantine/reddit"

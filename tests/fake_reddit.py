@@ -649,7 +649,7 @@ def dead_url() -> str:
         return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
-# ---- helpers for the tests of tasks.reddit_api -------------------------------------------------
+# ---- helpers for the tests of tasks.extract.reddit_api ----------------------------------
 USER_AGENT = "linux:reddit-pipeline-tests:0.1 (by /u/pipeline_tests)"
 
 

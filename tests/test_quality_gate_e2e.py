@@ -202,7 +202,7 @@ def test_damage_between_model_and_check_fails_the_flow_and_names_the_check(
         _append_row(lake, result.curated_keys["posts"][0], change)
         return result
 
-    monkeypatch.setattr(tasks.engines, "model_task", model_then_damage)
+    monkeypatch.setattr(tasks.run.engines, "model_task", model_then_damage)
     second = write_dump(
         tmp_path / "b" / "python_submissions.zst", [_post(i, now - 3600 + i) for i in range(5, 9)]
     )
@@ -283,7 +283,7 @@ def test_the_flow_checks_on_postgresql_when_told_and_stops_the_load_there(
         _append_row(lake, result.curated_keys["posts"][0], lambda row: row)
         return result
 
-    monkeypatch.setattr(tasks.engines, "model_task", model_then_damage)
+    monkeypatch.setattr(tasks.run.engines, "model_task", model_then_damage)
     second = write_dump(
         tmp_path / "b" / "python_submissions.zst", [_post(i, now - 3600 + i) for i in range(5, 9)]
     )

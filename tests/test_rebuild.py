@@ -55,7 +55,7 @@ def test_rebuild_limited_to_a_subreddit_and_days_leaves_the_others_out(
 
     # One dump per subreddit: two raw batches, so a filtered rebuild has something to exclude.
     # alpha has 2024-05-01..03, beta 2024-05-04..06: a day holding both would be made whole
-    # by the model step (tasks.complete_days), whichever subreddit the rebuild asked for.
+    # by the model step (tasks.process.complete_days), whichever subreddit the rebuild asked for.
     dumps = [
         write_dump(
             tmp_path / "dumps" / f"{sub}_submissions.zst",

@@ -3,7 +3,7 @@
 -- is parsed once, for staging and processing alike. Lines whose JSON gave no id are marked
 -- 'unparsed' here; unparsed_reason.sql then names what is wrong with them (they are rare).
 -- The bounds are tasks/settings.py's; valid_subreddit is a macro staging makes from
--- tasks/raw.py's RECORD_SUBREDDIT_PATTERN (a name becomes a lake key's folder).
+-- tasks/lake/raw.py's RECORD_SUBREDDIT_PATTERN (a name becomes a lake key's folder).
 select
     processed.*,
     lower(subreddit) as subreddit_key,

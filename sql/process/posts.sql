@@ -11,7 +11,7 @@
 -- null, is taken), and dt is null for a created_utc outside them, so no value ever reaches
 -- to_timestamp out of its range (such lines are quarantined by classify_lines.sql).
 -- `coerced` lists the fields whose JSON value was present but not of the field's type (or out
--- of bounds) and so became null: staging counts them. tasks.process.process_sql drops it.
+-- of bounds) and so became null: staging counts them. tasks.process.duckdb_engine.process_sql drops it.
 with fields as (
     select
         line_no,

@@ -1,4 +1,4 @@
--- Roles of the reddit pipeline on a PostgreSQL warehouse and state store. tasks/roles.py fills
+-- Roles of the reddit pipeline on a PostgreSQL warehouse and state store. tasks/ops/roles.py fills
 -- the placeholders in braces with validated identifiers and runs this file in one transaction
 -- as an administrator. Safe to run again: roles are created only when missing, grants repeat.
 --

@@ -1,4 +1,4 @@
--- Roles of the reddit pipeline on a Redshift warehouse (tasks/roles.py fills the placeholders
+-- Roles of the reddit pipeline on a Redshift warehouse (tasks/ops/roles.py fills the placeholders
 -- in braces with validated identifiers, creates the roles {loader} and {analyst} when svv_roles lacks
 -- them (Redshift has no DO blocks and no CREATE ROLE IF NOT EXISTS), then runs these
 -- statements one by one). Every statement is a grant: running it again changes nothing.

@@ -36,22 +36,7 @@ renamed as (
             as is_deleted,
         body = '[removed]' as is_removed,
 
-        -- timestamps (UTC); an epoch outside tasks/settings.py's bounds is null, never
-        -- handed to to_timestamp (which raises on 1e20, NaN or inf): processed files written
-        -- before the process models bounded retrieved_utc may still hold one
-        case
-            when created_utc >= {{EARLIEST_EPOCH}} and created_utc < {{LATEST_EPOCH}}
-                then cast(to_timestamp(created_utc) as timestamp)
-        end as created_at,
-        case
-            when try_cast(edited as double) >= {{EARLIEST_EPOCH}}
-                and try_cast(edited as double) < {{LATEST_EPOCH}}
-                then cast(to_timestamp(try_cast(edited as double)) as timestamp)
-        end as edited_at,
-        case
-            when retrieved_utc >= {{EARLIEST_EPOCH}} and retrieved_utc < {{LATEST_EPOCH}}
-                then cast(to_timestamp(retrieved_utc) as timestamp)
-        end as retrieved_at
+{{> fragments/epoch_timestamps.sql}}
     from source
 ),
 

@@ -38,9 +38,14 @@ def connect(
 
 
 def read_sql(relative: str) -> str:
-    """The text of a model or query under sql/, its {{NAME}} bounds filled in from
-    settings.SQL_BOUNDS (an unknown name is a KeyError: a typo never runs)."""
+    """The text of a model or query under sql/: each `{{> fragments/x.sql}}` line replaced by
+    that file (the columns two models derive alike, written once), then its {{NAME}} bounds
+    filled in from settings.SQL_BOUNDS (an unknown name is a KeyError: a typo never runs).
+    Text, not a DuckDB macro, so the Athena models get the same columns through sqlglot."""
     text = (settings.SQL_DIR / relative).read_text()
+    text = re.sub(
+        r"^\{\{>\s*([\w/.-]+)\s*\}\}\n", lambda m: read_sql(m[1]), text, flags=re.MULTILINE
+    )
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: repr(settings.SQL_BOUNDS[m[1]]), text)
 
 

@@ -1,16 +1,16 @@
 """Turn on versioning and lifecycle rules for the lake bucket, idempotently:
 
-    python -m tasks.lake_setup --bucket B [--prefix P] [--processed-days 30] [--quarantine-days 90]
+    python -m tasks.lake.setup --bucket B [--prefix P] [--processed-days 30] [--quarantine-days 90]
 
 - raw/ is kept for ever: it is the only thing every other layer can be rebuilt from
-  (tasks.rebuild), so no rule touches it.
+  (tasks.run.rebuild), so no rule touches it.
 - processed/ and quarantine/ expire after a number of days: processed files are re-made from raw
   on demand, quarantine files are for people to read for a while (their counts stay in the
   state store). processed/ must outlive the refresh window (--refresh-days, the longest
   refresh_max_age of the deployments) by a margin: every run remodels the days it touches
   from their processed files, and a missing one has to be reprocessed from raw first
-  (tasks.complete_days), which a routine refresh should never need.
-- backups/ (the state store's, tasks.backup) expire after --backups-days (0 keeps them).
+  (tasks.process.complete_days), which a routine refresh should never need.
+- backups/ (the state store's, tasks.state.backup) expire after --backups-days (0 keeps them).
 - Versioning keeps an overwritten or deleted object as a noncurrent version, which is what
   makes a bad rerun or a mistaken delete recoverable; noncurrent versions expire after
   --noncurrent-days so the bucket does not grow without bound, and incomplete multipart
@@ -121,7 +121,7 @@ def setup_lake_bucket(
 
 def main(argv: list[str] | None = None, client: Any = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tasks.lake_setup",
+        prog="python -m tasks.lake.setup",
         description="Enable S3 versioning and the lake's lifecycle rules (raw kept; processed, "
         "quarantine and backups expire; noncurrent versions expire).",
     )

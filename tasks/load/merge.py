@@ -2,7 +2,7 @@
 all in one transaction: the warehouse holds the old state or the new one, never a mix.
 
 Only a strictly newer version replaces a row, so loading the same files twice changes nothing.
-Only the rows of the run's scope (tasks.scope) are merged: a curated file holds every subreddit
+Only the rows of the run's scope (tasks.core.scope) are merged: a curated file holds every subreddit
 of its day, and a run over r/rust must not load r/python rows it neither asked for nor checked.
 The statements are plain SQL that DuckDB, PostgreSQL 15+ and Redshift all accept: Redshift's
 MERGE takes no target alias and no `WHEN MATCHED AND`, and it lacks IS DISTINCT FROM and

@@ -1,8 +1,8 @@
 """Load curated Parquet into PostgreSQL (15+): COPY into a temporary staging table, then one
-MERGE per table, all in one transaction, the same way tasks/load.py loads DuckDB.
+MERGE per table, all in one transaction, the same way tasks/load/duckdb_engine.py loads DuckDB.
 
 The staging and merge statements here are written in the subset PostgreSQL, Redshift and DuckDB
-all accept, so tasks/warehouse_redshift.py runs the very same text after its own COPY:
+all accept, so tasks/load/redshift.py runs the very same text after its own COPY:
 - Redshift's MERGE has no alias for the target and no `WHEN MATCHED AND <condition>`, so rows
   that must not replace anything are first deleted from the stage ("prune"), and the MERGE that
   follows is unconditional.

@@ -1,5 +1,5 @@
 """Load curated Parquet into Redshift: COPY ... FORMAT AS PARQUET into a temporary stage, then
-the same counts/prune/MERGE statements as PostgreSQL (tasks/warehouse_postgres.py), in one
+the same counts/prune/MERGE statements as PostgreSQL (tasks/load/postgres.py), in one
 transaction. Only what Redshift needs differently lives here:
 
 - VARCHAR holds at most 65,535 bytes, and COPY from Parquet cannot truncate (TRUNCATECOLUMNS

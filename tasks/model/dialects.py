@@ -2,8 +2,9 @@
 PostgreSQL and Redshift.
 
 sqlglot gets most of a model right; where it does not, a small AST rewrite below fixes it, each
-with the fact that makes it necessary. Checked with sqlglot 30 (see tests/test_dialects.py, which
-parses every output back in its dialect and runs the PostgreSQL one against DuckDB's results):
+with the fact that makes it necessary. Checked with sqlglot 30 (see tests/model/test_dialects.py,
+which parses every output back in its dialect and runs the PostgreSQL one against DuckDB's
+results):
 
 - `median(x)` becomes `PERCENTILE_CONT(x, 0.5)` for Athena, which Trino rejects; Athena has
   `approx_percentile(x, 0.5)` (approximate: a median that DuckDB interpolates between two middle

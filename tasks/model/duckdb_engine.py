@@ -1,6 +1,6 @@
 """Model: processed Parquet -> staging views -> marts, written as curated Parquet by day.
 
-Marts are rebuilt for every day of the run's scope (tasks.scope), from all processed files of
+Marts are rebuilt for every day of the run's scope (tasks.core.scope), from all processed files of
 those days, every subreddit included: a curated file is one per day, so it must hold the whole
 day however many runs, over whichever subreddits, contributed to it.
 """

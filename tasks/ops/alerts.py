@@ -1,21 +1,22 @@
 """Alerts as code: Prefect automations that notify people when a reddit-pipeline run fails or
 crashes, and when a data contract fails (`reddit_pipeline.quality.failed`, emitted by
-tasks.check.publish_check_results).
+tasks.quality.contracts.publish_check_results).
 
 Automations live on the Prefect server, not in the flow: a crashed process cannot send its own
 alert, but the server sees the Crashed state and the events. `ensure_alerts` creates them, or
 updates them in place by name, so running the bootstrap twice leaves one of each.
 
-    python -m tasks.alerts --webhook-url https://example.com/hook
-    python -m tasks.alerts --slack-webhook-url https://hooks.slack.com/services/...
-    python -m tasks.alerts --email-to ops@example.com --sendgrid-api-key ... --email-from ...
-    python -m tasks.alerts --block-document-id <uuid of any saved notification block>
+    python -m tasks.ops.alerts --webhook-url https://example.com/hook
+    python -m tasks.ops.alerts --slack-webhook-url https://hooks.slack.com/services/...
+    python -m tasks.ops.alerts --email-to ops@example.com --sendgrid-api-key ... --email-from ...
+    python -m tasks.ops.alerts --block-document-id <uuid of any saved notification block>
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -200,40 +201,55 @@ def upsert_automations(automations: list[Any]) -> dict[str, UUID]:
     return ids
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tasks.alerts",
-        description="Create or update the reddit-pipeline alert automations on the Prefect "
-        "server in PREFECT_API_URL.",
-    )
+def destination_arguments(parser: argparse.ArgumentParser, email: bool = True) -> None:
+    """Where the automations notify, one of: a webhook, Slack, email, a saved block."""
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--webhook-url", help="POST JSON {subject, text} to this URL")
-    where.add_argument("--slack-webhook-url", help="a Slack incoming webhook URL")
-    where.add_argument("--email-to", action="append", help="email recipient (repeat)")
+    if email:
+        where.add_argument("--slack-webhook-url", help="a Slack incoming webhook URL")
+        where.add_argument("--email-to", action="append", help="email recipient (repeat)")
     where.add_argument("--block-document-id", type=UUID, help="a saved notification block")
-    parser.add_argument("--email-from", help="sender address for --email-to")
-    parser.add_argument("--sendgrid-api-key", help="SendGrid API key for --email-to")
-    parser.add_argument("--block-name", default="reddit-pipeline-alerts")
-    parser.add_argument("--flow-name", default=FLOW_NAME)
-    args = parser.parse_args(argv)
+
+
+def print_automations(ensure: Callable[[], Mapping[str, Any]]) -> int:
+    """The commands' common end: each automation made or updated, one a line, or the one
+    line of what was wrong with the settings (exit 2)."""
     try:
-        config = AlertConfig(
-            webhook_url=args.webhook_url,
-            slack_webhook_url=args.slack_webhook_url,
-            email_to=args.email_to or [],
-            email_from=args.email_from,
-            sendgrid_api_key=args.sendgrid_api_key,
-            block_document_id=args.block_document_id,
-            block_name=args.block_name,
-            flow_name=args.flow_name,
-        )
-        ids = ensure_alerts(config)
+        ids = ensure()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name, automation_id in ids.items():
         print(f"{automation_id}  {name}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.ops.alerts",
+        description="Create or update the reddit-pipeline alert automations on the Prefect "
+        "server in PREFECT_API_URL.",
+    )
+    destination_arguments(parser)
+    parser.add_argument("--email-from", help="sender address for --email-to")
+    parser.add_argument("--sendgrid-api-key", help="SendGrid API key for --email-to")
+    parser.add_argument("--block-name", default="reddit-pipeline-alerts")
+    parser.add_argument("--flow-name", default=FLOW_NAME)
+    args = parser.parse_args(argv)
+    return print_automations(
+        lambda: ensure_alerts(
+            AlertConfig(
+                webhook_url=args.webhook_url,
+                slack_webhook_url=args.slack_webhook_url,
+                email_to=args.email_to or [],
+                email_from=args.email_from,
+                sendgrid_api_key=args.sendgrid_api_key,
+                block_document_id=args.block_document_id,
+                block_name=args.block_name,
+                flow_name=args.flow_name,
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

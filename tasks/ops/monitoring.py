@@ -1,6 +1,6 @@
 """Monitoring beyond failures: an SLA on the scheduled incremental runs, and a slowdown alert.
 
-A failed run is loud (tasks.alerts), but a run that never finishes, or never starts because no
+A failed run is loud (tasks.ops.alerts), but a run that never finishes, or never starts because no
 worker polls the pool, is silent: nothing fails, the data just goes stale. Only the server can
 notice an event that did *not* happen, so the SLA is a Prefect PROACTIVE automation: once a run
 of the deployment is Pending (a worker took it) or Late (nobody took it), the server expects its
@@ -13,7 +13,7 @@ duration with the median of the recent completed runs in the state store at the 
 `report_slowdown` emits `reddit_pipeline.run.slow` with the figures, and a reactive automation
 on that event notifies.
 
-    python -m tasks.monitoring --webhook-url https://example.com/hook --sla-seconds 1800
+    python -m tasks.ops.monitoring --webhook-url https://example.com/hook --sla-seconds 1800
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from uuid import UUID
 from tasks.ops.alerts import (
     FLOW_NAME,
     AlertConfig,
+    destination_arguments,
     event_notification,
     notification_target,
+    print_automations,
     upsert_automations,
 )
 from tasks.state import StateStore
@@ -118,7 +120,7 @@ def ensure_monitoring(
     deployment: str = DEFAULT_DEPLOYMENT,
 ) -> dict[str, UUID]:
     """Create the SLA and slowdown automations or update them in place by name, as
-    tasks.alerts.ensure_alerts does, so a second bootstrap leaves one of each."""
+    tasks.ops.alerts.ensure_alerts does, so a second bootstrap leaves one of each."""
     block_id, flow_name = notification_target(target)
     return upsert_automations(
         [sla_automation(block_id, sla_seconds, deployment, flow_name), slow_automation(block_id)]
@@ -226,24 +228,15 @@ def report_slowdown(store: StateStore, run_id: str, k: float = 3.0, recent: int 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tasks.monitoring",
+        prog="python -m tasks.ops.monitoring",
         description="Create or update the SLA and slowdown automations on PREFECT_API_URL.",
     )
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--webhook-url", help="POST JSON {subject, text} to this URL")
-    where.add_argument("--block-document-id", type=UUID, help="a saved notification block")
+    destination_arguments(parser, email=False)
     parser.add_argument("--sla-seconds", type=float, default=DEFAULT_SLA_SECONDS)
     parser.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)
     args = parser.parse_args(argv)
     target: AlertConfig | UUID = args.block_document_id or AlertConfig(webhook_url=args.webhook_url)
-    try:
-        ids = ensure_monitoring(target, args.sla_seconds, args.deployment)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for name, automation_id in ids.items():
-        print(f"{automation_id}  {name}")
-    return 0
+    return print_automations(lambda: ensure_monitoring(target, args.sla_seconds, args.deployment))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Apply the warehouse and state store roles (sql/roles/*.sql), idempotently, as an admin.
 
-    python -m tasks.roles --dsn postgresql://admin@host/db?sslmode=verify-full \
+    python -m tasks.ops.roles --dsn postgresql://admin@host/db?sslmode=verify-full \
         [--schema reddit] [--state-schema reddit_state] [--grant-analyst-to alice ...]
-    python -m tasks.roles --dsn redshift://admin@cluster:5439/dev --loader-user etl
+    python -m tasks.ops.roles --dsn redshift://admin@cluster:5439/dev --loader-user etl
 
 The admin DSN's scheme says which warehouse: `redshift://` applies redshift_roles.sql (the
 loader role is granted to --loader-user, the RedshiftWarehouse block's user), anything else
@@ -23,13 +23,12 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from tasks import settings
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql" / "roles"
+SQL_DIR = settings.SQL_DIR / "roles"
 MARTS = ("posts", "comments", "subreddit_daily")
 _IDENTIFIER = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -180,7 +179,7 @@ def apply_roles(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tasks.roles",
+        prog="python -m tasks.ops.roles",
         description="Create or update the loader, analyst and state roles on PostgreSQL, or "
         "the loader and analyst roles on Redshift (a redshift:// DSN).",
     )

@@ -1,6 +1,6 @@
 """A day is modeled from all of its processed files, so each must be there first.
 
-The lake's retention (tasks.lake_setup) expires processed/ after some days while raw/ is kept.
+The lake's retention (tasks.lake.setup) expires processed/ after some days while raw/ is kept.
 A run that touches an old day (a backfill, a late comment, a refresh of an old post) would then
 rebuild that day's marts from the few processed files still present, and the MERGE would write
 lower counts into the warehouse's subreddit_daily. Before the model step, the raw batches of

@@ -2,7 +2,7 @@
 
 The DuckDB engine lives here; the Glue engine (glue_scripts/) produces the same schema and
 the same keys, so the model step never knows which one ran. With the DuckDB engine a run
-processes while it stages (tasks/stage.py runs the same model over each chunk, whose JSON it
+processes while it stages (tasks/extract/stage.py runs the same model over each chunk, whose JSON it
 has parsed anyway); process_batches reprocesses the raw layer (rebuilds, and tests that prove
 both ways give the same rows).
 """

@@ -301,7 +301,7 @@ def process_batches_glue(
     wait: WaitPolicy,
     flow_run_id: str | None = None,
 ) -> ProcessResult:
-    """tasks.process.process_batches on Glue: same keys, same schema, same result."""
+    """tasks.process.duckdb_engine.process_batches on Glue: same keys, same schema, same result."""
     if not raw_keys:
         return ProcessResult(kind=kind)
     arguments, manifest_key = process_arguments(lake, kind, raw_keys, flow_run_id=flow_run_id)

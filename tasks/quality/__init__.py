@@ -4,6 +4,13 @@ over the run's data on DuckDB, PostgreSQL or Athena (datasets).
 Imports tasks.core, tasks.lake, tasks.model and tasks.state.
 """
 
+import os
+
+# Soda Core sends telemetry on import unless told not to; offline that costs ~6 s of failed
+# network calls per run. Here, once: any module of this package runs this file first, before
+# it can import soda.
+os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
+
 from tasks.quality.contracts import (
     QUALITY_FAILED_EVENT,
     CheckReport,

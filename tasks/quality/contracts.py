@@ -1,6 +1,6 @@
 """Check: run the Soda data contracts in contracts/ on the run's processed and curated data,
 between model and load, so that bad data never reaches the warehouse. The contracts see the
-rows of the run's scope (tasks.scope: its days, its subreddits), which is also what the load
+rows of the run's scope (tasks.core.scope: its days, its subreddits), which is also what the load
 merges: rows other runs left in the same days are neither checked nor loaded by this one.
 
 A failed error-level check raises QualityGateFailed before the load: the warehouse keeps its
@@ -304,7 +304,7 @@ def check_task(
 ) -> CheckReport:
     """Run all five contracts on the scope's rows of the run's files, an empty mart included;
     returns the report, raises nothing (the flow publishes and records it, then calls
-    `enforce`). `engine`: where they run (tasks.check_sources.build_check_engine); default
+    `enforce`). `engine`: where they run (tasks.run.engines.build_check_engine); default
     DuckDB over the lake. Retried once, for a briefly unreachable engine: a failed check is a
     result, not an exception."""
     open_source = engine.open if engine else partial(lake_source, lake)
@@ -357,7 +357,7 @@ def answered_posts_in_warehouse(
     held: Callable[[str, Sequence[str]], set[str]],
 ) -> list[str]:
     """Bare ids of the posts outside the run's scope that its comments answer and that the
-    warehouse holds (`held`: tasks.engines.Warehouse.held); `warehouse_posts` of check_task."""
+    warehouse holds (`held`: tasks.run.engines.Warehouse.held); `warehouse_posts` of check_task."""
     outside = posts_answered_outside(lake, scope, curated_keys)
     return sorted(name.rpartition("_")[2] for name in held("posts", outside)) if outside else []
 

@@ -21,7 +21,7 @@ from tasks.model import MART_MODELS, model_schemas, register_processed
 from tasks.quality.sources import CheckSource, duckdb_source, postgres_source
 
 DATASETS = ("processed_posts", "processed_comments", "posts", "comments", "subreddit_daily")
-# Athena: which Glue table (made by tasks/athena.py) holds each dataset.
+# Athena: which Glue table (made by tasks/model/athena.py) holds each dataset.
 ATHENA_TABLES = {
     "processed_posts": "processed_posts",
     "processed_comments": "processed_comments",

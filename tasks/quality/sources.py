@@ -51,7 +51,7 @@ OpenSource = Callable[[RunScope, dict[str, list[str]]], AbstractContextManager[C
 @dataclass(frozen=True)
 class CheckEngine:
     """The check engine of a run: `open(scope, curated_keys)` gives the source for the rows of
-    the run's scope (tasks.scope) and nothing else."""
+    the run's scope (tasks.core.scope) and nothing else."""
 
     name: str
     description: str
@@ -111,7 +111,7 @@ def soda_data_source(yaml_text: str, secrets: Mapping[str, SecretStr | None] | N
 
 def duckdb_source(con: duckdb.DuckDBPyConnection, name: str = "reddit") -> CheckSource:
     """The contracts over tables (or views) in an open DuckDB connection, e.g. the one
-    tasks.model.build_models filled."""
+    tasks.model.duckdb_engine.build_models filled."""
     _load_soda()
     from soda_duckdb.common.data_sources.duckdb_data_source import DuckDBDataSourceImpl
 

@@ -135,7 +135,7 @@ def build_engines(config: PipelineConfig) -> Engines:
 
 def _complete_days_first(lake: Lake, process: ProcessStep, model: ModelStep) -> ModelStep:
     """The model step, after the touched days' expired processed files are made again from
-    raw (tasks.complete_days): a day's marts are never built from part of its data."""
+    raw (tasks.process.complete_days): a day's marts are never built from part of its data."""
 
     def model_complete(scope: RunScope) -> ModelResult:
         restored = restore_missing_processed(lake, list(scope.days), process)

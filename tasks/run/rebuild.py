@@ -102,7 +102,7 @@ def rebuild_from_lake(
     names: DuckDB or Glue, DuckDB or Athena, DuckDB, PostgreSQL or Redshift), fed from the raw
     lake instead of a source. A failed contract stops the load, as in a run.
 
-    Its scope is a run's (tasks.scope): the days it reprocessed, for the subreddits asked for
+    Its scope is a run's (tasks.core.scope): the days it reprocessed, for the subreddits asked for
     (none: every one). Whole batches are reprocessed, other subreddits' rows included, and the
     days are modeled whole; but only the scope's rows are checked and loaded, and only the
     scope's watermarks move, bound to the warehouse loaded."""

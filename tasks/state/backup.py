@@ -1,13 +1,13 @@
 """Back up the state store to the lake, and restore it into an empty database.
 
-The lake can rebuild the warehouse and the watermarks (tasks.rebuild), but not the history of
+The lake can rebuild the warehouse and the watermarks (tasks.run.rebuild), but not the history of
 runs and checks: that lives only in the state store. A backup is one Parquet file per table
 under backups/state/{timestamp}/ plus a manifest written last, so a backup cut short by a crash
 is never the one a restore picks. Parquet keeps the types (timestamps, doubles, nulls) exactly,
 which NDJSON would turn into strings.
 
 Tables are small (one row per run and per check), so each is read whole; the lake's own
-versioning and lifecycle (tasks.lake_setup) keep old backups as long as the bucket says.
+versioning and lifecycle (tasks.lake.setup) keep old backups as long as the bucket says.
 """
 
 from __future__ import annotations

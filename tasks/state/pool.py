@@ -9,7 +9,7 @@ every pooled connection. The warehouse is not pooled: a run loads once, on one c
 open between runs.
 
 The advisory locks are not taken on pooled connections: each store holds them on a dedicated
-session (tasks.state.LockSession) that ends with the store. The pool's reset still unlocks all
+session (tasks.state.store.LockSession) that ends with the store. The pool's reset still unlocks all
 advisory locks, so none taken on a pooled connection by hand outlives its borrower.
 
 A pool retries a failing connection in the background until its timeout (30 s, then a bare
@@ -82,7 +82,7 @@ atexit.register(close_pools)
 
 
 def open_pooled_state(dsn: str, max_size: int = 4) -> StateStore:
-    """A drop-in for tasks.state.open_postgres_state: the same store, schema ensured, on a
+    """A drop-in for tasks.state.store.open_postgres_state: the same store, schema ensured, on a
     pooled connection that store.close() returns to the pool (its locks on a session of their
     own, see LockSession)."""
     pool = shared_pool(dsn, max_size)

@@ -30,7 +30,7 @@ from psycopg.pq import TransactionStatus
 
 from tasks.core import duck, faults
 
-# A watermark says what one warehouse holds, so the warehouse (tasks.engines.Warehouse's
+# A watermark says what one warehouse holds, so the warehouse (tasks.run.engines.Warehouse's
 # destination: kind and location, no secret) is part of its key: a run into another warehouse
 # starts from nothing there instead of loading only what came after another warehouse's mark.
 WATERMARKS_DDL = """
@@ -94,7 +94,7 @@ def marks_not_held(
     marks: Watermarks, held: Callable[[str, Sequence[str]], set[str]]
 ) -> set[tuple[str, str]]:
     """The keys of the marks whose item (a fullname) the warehouse does not hold; `held(kind,
-    fullnames)` asks it (tasks.engines.Warehouse.held). A watermark stands for "the warehouse
+    fullnames)` asks it (tasks.run.engines.Warehouse.held). A watermark stands for "the warehouse
     has everything up to this item", so one whose item is absent is not true of it."""
     missing = set()
     for kind in sorted({k for _, k in marks}):

@@ -193,7 +193,7 @@ def test_subreddit_daily_replaces_a_row_that_differs_even_from_null(
 
 
 def test_the_merge_statements_run_on_duckdb_too(tmp_path: Path) -> None:
-    """The shared statements are meant to replace tasks/load.py's merge_sql: DuckDB runs them."""
+    """The shared statements (tasks/load/merge.py) are the DuckDB driver's too: DuckDB runs them."""
     con = duckdb.connect()
     con.execute(
         "create table posts (id varchar primary key, subreddit varchar, score int, "

@@ -379,10 +379,10 @@ def test_an_empty_mart_fails_the_gate_when_the_extract_found_its_kind(
 
 def test_importing_the_check_module_turns_soda_telemetry_off_before_soda_loads() -> None:
     """conftest sets the variable for the suite, which would hide a regression: a fresh
-    interpreter without it imports tasks.check, then soda."""
+    interpreter without it imports tasks.quality.contracts, then soda."""
     script = (
         "import os, sys\n"
-        "import tasks.check\n"
+        "import tasks.quality.contracts\n"
         "print(os.environ.get('SODA_CORE_TELEMETRY_ENABLED'))\n"
         "print(any(m == 'soda_core' or m.startswith('soda_core.') for m in sys.modules))\n"
         "from soda_core.common.env_config_helper import EnvConfigHelper\n"

@@ -51,7 +51,7 @@ def wait_logger() -> logging.Logger | logging.LoggerAdapter:
     try:
         return get_run_logger()
     except MissingContextError:
-        return logging.getLogger("tasks.reddit_api")
+        return logging.getLogger("tasks.extract.reddit_api")
 
 
 @dataclass(eq=False)

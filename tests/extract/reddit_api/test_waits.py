@@ -86,7 +86,7 @@ def test_a_short_retry_after_is_waited_and_logged_with_its_reason(
     reddit.add_posts("python", 10, START)
     reddit.inject("429", path="/r/python/new", retry_after=1.5)
     budget = WaitBudget(max_seconds=5, total_seconds=60, log_after_seconds=1)
-    with caplog.at_level(logging.WARNING, logger="tasks.reddit_api"):
+    with caplog.at_level(logging.WARNING, logger="tasks.extract.reddit_api"):
         results = extract(reddit, budget=budget)
     assert all(r.error is None for r in results)
     [line] = [r.getMessage() for r in caplog.records if "Waiting" in r.getMessage()]
