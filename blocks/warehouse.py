@@ -38,7 +38,9 @@ class ServerWarehouse(Block):
     port: int = Field(description="Server port.")
     database: str = Field(description="Database name.")
     user: str = Field(description="Role to connect as (with Redshift IAM auth: the db user).")
-    password: SecretStr | None = Field(None, description="The role's password.")
+    password: SecretStr | None = Field(
+        None, description="The role's password (None: trust auth, or IAM auth on Redshift)."
+    )
     db_schema: str = Field(
         WAREHOUSE_SCHEMA,
         alias="schema",

@@ -71,8 +71,9 @@ def test_ci_runs_lint_and_tests_on_every_push_and_pr_with_postgres() -> None:
     assert re.search(r"^test:.*\blint\b", (ROOT / "Makefile").read_text(), re.MULTILINE)
     assert job["services"]["postgres"]["image"] == "postgres:15"
     assert "5432:5432" in job["services"]["postgres"]["ports"]
-    conftest = (ROOT / "tests" / "conftest.py").read_text()
-    assert "TEST_POSTGRES_DSN" in conftest
+    # The tests' PostgreSQL comes from TEST_POSTGRES_DSN (tests/helpers.py, used by conftest).
+    helpers = (ROOT / "tests" / "helpers.py").read_text()
+    assert "TEST_POSTGRES_DSN" in helpers
     assert job["env"]["TEST_POSTGRES_DSN"] == (
         "postgresql://postgres:postgres@localhost:5432/postgres"
     )

@@ -1,8 +1,8 @@
-"""The lake: the one interface of local folders and S3 buckets, the one module of key and batch-id
-rules (keys), the raw layer's codecs, and the bucket's versioning and lifecycle setup (`python
--m tasks.lake.setup`).
+"""The lake: the one interface of local folders and S3 buckets, the one module of key and
+batch-id rules (keys), the raw layer's codecs, and the bucket's versioning and lifecycle setup
+(`python -m tasks.lake.setup`).
 
-Imports tasks.settings and tasks.core.
+Imports tasks.settings only.
 """
 
 from tasks.lake.base import Lake, readable_path

@@ -1,7 +1,7 @@
 """The data contracts (contracts/, run by Soda) and where they run: Soda data sources (sources)
 over the run's data on DuckDB, PostgreSQL or Athena (datasets).
 
-Imports tasks.core, tasks.lake, tasks.model and tasks.state.
+Imports tasks.core, tasks.lake, tasks.model, tasks.state and blocks.warehouse.
 """
 
 import os

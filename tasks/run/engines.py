@@ -1,7 +1,10 @@
-"""Which lake, process engine, model engine and warehouse a run uses, from its config.
+"""Which lake, process engine, model engine, warehouse, check engine and state store a run
+uses, from its config.
 
-The flow calls the same four steps whatever they are; only this module knows that the local
-defaults are a folder and DuckDB, and that production may be S3, Glue, Athena and Redshift.
+The flow calls the same steps whatever they are; only this module knows that the local
+defaults are a folder, DuckDB files and DuckDB over the lake, and that production may be S3,
+Glue, Athena, Redshift and PostgreSQL. It reads blocks and credentials, which is why no stage
+imports it: a stage is handed what it works on.
 """
 
 from __future__ import annotations

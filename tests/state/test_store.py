@@ -376,7 +376,7 @@ def test_no_state_connection_is_left_idle_in_a_transaction(pg_dsn: str, tmp_path
 
 _STORE_PROCESS = """
 import os, signal, sys
-from tasks.state import RunRecord, open_duckdb_state, open_postgres_state
+from tasks.state.store import RunRecord, open_duckdb_state, open_postgres_state
 where, run_id, fate = sys.argv[1:]
 store = open_postgres_state(where) if where.startswith("postgresql") else open_duckdb_state(where)
 store.start_run(RunRecord(run_id, "api"))
