@@ -2,8 +2,9 @@
 
 The rules are cheap to break by accident and expensive to find by reading: an import made
 inside a function closes a cycle nobody sees, a `_helper` imported from another module
-makes a private name part of two modules' contracts, and a new file dropped straight into
-`tasks/` starts the flat drawer again. Run by `make lint`; `--graph` prints the imports.
+makes a private name part of two modules' contracts, a stage that imports one above it
+blurs what each is for, and a new file dropped straight into `tasks/` starts the flat drawer
+again. Run by `make lint`; `--graph` prints the imports.
 """
 
 from __future__ import annotations
@@ -20,6 +21,31 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("tasks", "flows", "blocks")
 # The only modules that may stand directly in tasks/: what every stage shares.
 SHARED_TASK_MODULES = {"__init__", "settings", "config"}
+# What each part may import besides itself and the shared modules, floor by floor (the
+# README's map of the code says why). The most specific part names a module's part:
+# tasks.extract.reddit_api is a part of its own, self-contained inside tasks.extract.
+STAGES = ("core", "lake", "state", "process", "extract", "model", "quality", "load", "ops")
+MAY_IMPORT: dict[str, set[str]] = {
+    "tasks.core": set(),
+    "tasks.lake": set(),
+    "tasks.state": {"tasks.core", "tasks.lake"},
+    "tasks.process": {"tasks.core", "tasks.lake"},
+    "tasks.extract.reddit_api": set(),
+    "tasks.extract": {
+        "tasks.core",
+        "tasks.lake",
+        "tasks.process",
+        "tasks.state",
+        "tasks.extract.reddit_api",
+    },
+    "tasks.model": {"tasks.core", "tasks.lake", "tasks.process"},
+    "tasks.quality": {"tasks.core", "tasks.lake", "tasks.model", "tasks.state", "blocks.warehouse"},
+    "tasks.load": {"tasks.core", "tasks.lake"},
+    "tasks.ops": {"tasks.quality", "tasks.state"},
+    "tasks.run": {f"tasks.{s}" for s in STAGES} | {"tasks.extract.reddit_api", "blocks"},
+    "blocks.warehouse": set(),
+    "blocks.reddit": {"tasks.extract.reddit_api"},
+}
 
 
 @dataclass(frozen=True)
@@ -145,7 +171,20 @@ def face_exports(face: str, modules: dict[str, Path]) -> set[str]:
     return names
 
 
-def problems(root: Path) -> list[str]:
+def part_of(module: str, table: dict[str, set[str]]) -> str | None:
+    """The most specific part of the table a module belongs to (None: flows, shared modules)."""
+    for part in sorted(table, key=len, reverse=True):
+        if module == part or module.startswith(part + "."):
+            return part
+    return None
+
+
+def allowed(imported: str, allowed_parts: set[str]) -> bool:
+    return any(imported == p or imported.startswith(p + ".") for p in allowed_parts)
+
+
+def problems(root: Path, may_import: dict[str, set[str]] | None = None) -> list[str]:
+    table = MAY_IMPORT if may_import is None else may_import
     modules = project_modules(root)
     found: list[str] = []
     graph: dict[str, set[str]] = {name: set() for name in modules}
@@ -167,6 +206,19 @@ def problems(root: Path) -> list[str]:
                     f"{where}:{imp.line}: imports the private name {private} from "
                     f"{imp.imported}: make it public where both can reach it"
                 )
+            importer_part, imported_part = part_of(name, table), part_of(imp.imported, table)
+            shared = imp.imported in ("tasks", *(f"tasks.{m}" for m in SHARED_TASK_MODULES))
+            if (
+                importer_part is not None
+                and importer_part != imported_part
+                and not shared
+                and not allowed(imp.imported, table[importer_part])
+            ):
+                found.append(
+                    f"{where}:{imp.line}: {importer_part} may not import {imp.imported} "
+                    f"(it imports {', '.join(sorted(table[importer_part])) or 'no other part'}):"
+                    " move what both need to the lower floor"
+                )
             stage = stage_of(imp.imported, modules)
             if stage is None or stage_of(name, modules) == stage:
                 continue
@@ -182,6 +234,9 @@ def problems(root: Path) -> list[str]:
             )
     for cycle in find_cycles(graph):
         found.append(f"import cycle: {' -> '.join(cycle)} (imports inside functions count)")
+    for face in sorted(m for m in modules if stage_of(m, modules) == m):
+        if face not in table:
+            found.append(f"{face}: a stage the layout's table (MAY_IMPORT) does not list")
     for path in sorted((root / "tasks").glob("*.py")):
         if path.stem not in SHARED_TASK_MODULES:
             found.append(
@@ -217,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     if found:
         print(f"layout: {len(found)} problem(s)", file=sys.stderr)
         return 1
-    print("layout: no import cycles, no private names across modules, tasks/ in subpackages")
+    print(
+        "layout: no import cycles, no private names across modules, every part imports only"
+        " the floors below it, through their faces"
+    )
     return 0
 
 

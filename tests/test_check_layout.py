@@ -47,6 +47,8 @@ GOOD = {
     "blocks/__init__.py": "",
     "tests/lower/test_keys.py": "",
 }
+# What each part of that tree may import, as scripts/check_layout.py's MAY_IMPORT says of ours.
+TABLE: dict[str, set[str]] = {"tasks.lower": set(), "tasks.upper": {"tasks.lower"}}
 
 
 def test_the_checkout_keeps_the_rules(layout: ModuleType) -> None:
@@ -54,7 +56,7 @@ def test_the_checkout_keeps_the_rules(layout: ModuleType) -> None:
 
 
 def test_a_tree_built_the_same_way_passes(layout: ModuleType, tmp_path: Path) -> None:
-    assert layout.problems(write(tmp_path, GOOD)) == []
+    assert layout.problems(write(tmp_path, GOOD), TABLE) == []
 
 
 @pytest.mark.parametrize(
@@ -86,6 +88,23 @@ def test_a_tree_built_the_same_way_passes(layout: ModuleType, tmp_path: Path) ->
             id="a flow past a face",
         ),
         pytest.param(
+            {
+                "tasks/side/__init__.py": "from tasks.upper import work\n",
+                "tasks/lower/keys.py": "def key():\n    from tasks.side import work\n",
+            },
+            "tasks.side: a stage the layout's table (MAY_IMPORT) does not list",
+            id="a stage the table does not know",
+        ),
+        pytest.param(
+            {
+                "tasks/top/__init__.py": "from tasks.top.run import run\n",
+                "tasks/top/run.py": "from tasks.upper import work\n\nrun = work\n",
+                "tasks/lower/keys.py": "def key():\n    from tasks.top import run\n",
+            },
+            "tasks/lower/keys.py:2: tasks.lower may not import tasks.top",
+            id="a lower floor importing a higher one",
+        ),
+        pytest.param(
             {"tasks/helpers.py": ""},
             "tasks/helpers.py: a module directly in tasks/",
             id="a module dropped straight into tasks",
@@ -110,12 +129,13 @@ def test_a_tree_built_the_same_way_passes(layout: ModuleType, tmp_path: Path) ->
 def test_each_kind_of_drift_is_named(
     layout: ModuleType, tmp_path: Path, change: dict[str, str], expected: str
 ) -> None:
-    found = layout.problems(write(tmp_path, {**GOOD, **change}))
+    found = layout.problems(write(tmp_path, {**GOOD, **change}), TABLE)
     assert any(expected in line for line in found), found
 
 
 def test_the_command_fails_with_one_line_per_problem_on_stderr(tmp_path: Path) -> None:
-    root = write(tmp_path, {**GOOD, "tasks/helpers.py": ""})
+    shared = {name: GOOD[name] for name in ("tasks/__init__.py", "tasks/settings.py")}
+    root = write(tmp_path, {**shared, "tasks/helpers.py": ""})
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--root", str(root)], capture_output=True, text=True
     )
