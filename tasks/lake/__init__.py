@@ -5,6 +5,8 @@ batch-id rules (keys), the raw layer's codecs, and the bucket's versioning and l
 Imports tasks.settings only.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from tasks.lake.base import Lake, readable_path
 from tasks.lake.keys import (
     RECORD_SUBREDDIT_PATTERN,
@@ -20,7 +22,9 @@ from tasks.lake.keys import (
 )
 from tasks.lake.local import LocalLake
 from tasks.lake.raw import RawBodies, compress
-from tasks.lake.s3 import S3Lake, S3LakeSettings
+
+if TYPE_CHECKING:
+    from tasks.lake.s3 import S3Lake, S3LakeSettings
 
 __all__ = [
     "RECORD_SUBREDDIT_PATTERN",
@@ -41,3 +45,16 @@ __all__ = [
     "readable_path",
     "source_of_batch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The S3 lake imports boto3 (a third of a second): loaded when first asked for, so a
+    local run never pays for it."""
+    if name in (
+        "S3Lake",
+        "S3LakeSettings",
+    ):
+        from tasks.lake import s3
+
+        return getattr(s3, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,6 +4,8 @@ and the restoring of processed days that expired.
 Imports tasks.core and tasks.lake.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from tasks.process.complete_days import restore_missing_processed
 from tasks.process.duckdb_engine import (
     ProcessResult,
@@ -13,7 +15,9 @@ from tasks.process.duckdb_engine import (
     process_task,
     publish_partitions,
 )
-from tasks.process.glue import glue_client, process_glue_task, stop_runs_of_flow_run
+
+if TYPE_CHECKING:
+    from tasks.process.glue import glue_client, process_glue_task, stop_runs_of_flow_run
 
 __all__ = [
     "ProcessResult",
@@ -27,3 +31,17 @@ __all__ = [
     "restore_missing_processed",
     "stop_runs_of_flow_run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The Glue engine imports boto3 and prefect-aws: loaded when first asked for, so a
+    local run never pays for them."""
+    if name in (
+        "glue_client",
+        "process_glue_task",
+        "stop_runs_of_flow_run",
+    ):
+        from tasks.process import glue
+
+        return getattr(glue, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

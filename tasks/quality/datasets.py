@@ -17,7 +17,7 @@ import pyarrow.csv as pacsv
 
 from tasks.core import RunScope, duck
 from tasks.lake import Lake, readable_path
-from tasks.model import MART_MODELS, model_schemas, register_processed
+from tasks.model import MART_MODELS, register_processed
 from tasks.quality.sources import CheckSource, duckdb_source, postgres_source
 
 DATASETS = ("processed_posts", "processed_comments", "posts", "comments", "subreddit_daily")
@@ -75,6 +75,8 @@ def lake_source(
 def _empty_columns(model: str) -> str:
     """The mart's columns with their DuckDB types, as the models build them."""
 
+    from tasks.model import model_schemas  # sqlglot: only for an empty mart
+
     return ", ".join(f'"{name}" {kind}' for name, kind in model_schemas()[model].items())
 
 
@@ -127,6 +129,8 @@ def athena_view_sql(database: str, check_database: str, scope: RunScope) -> list
     """The statements that point `check_database`'s five views at the run's scope of the
     Athena model's tables: its days, and its subreddits (the tables hold every subreddit of a
     day). The views drop `dt`, as the DuckDB relations do."""
+
+    from tasks.model import model_schemas
 
     schemas = model_schemas()
     days = ", ".join(f"'{dt}'" for dt in scope.days) or "NULL"
