@@ -4,6 +4,7 @@ fails, naming the file, on each kind of drift in a small tree made for the purpo
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,21 @@ def test_the_command_fails_with_one_line_per_problem_on_stderr(tmp_path: Path) -
     ]
     ok = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_every_python_m_entry_point_the_docs_and_makefile_name_exists() -> None:
+    """A module moved without its `python -m` lines in the README, docs/, the Makefile or the
+    workflows would leave a command that fails on the first try."""
+    texts = [PROJECT_DIR / "README.md", PROJECT_DIR / "Makefile", PROJECT_DIR / "Dockerfile"]
+    texts += sorted((PROJECT_DIR / "docs").glob("*.md"))
+    texts += sorted((PROJECT_DIR / ".github" / "workflows").glob("*.yml"))
+    named = {
+        module
+        for path in texts
+        for module in re.findall(r"python -m ((?:tasks|flows)(?:\.\w+)+)", path.read_text())
+    }
+    assert {"tasks.lake.setup", "tasks.ops.roles", "flows.bootstrap"} <= named
+    for module in sorted(named):
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and spec.origin, module
+        assert "__main__" in Path(spec.origin).read_text(), f"{module} has no __main__ block"
