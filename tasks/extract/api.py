@@ -1,7 +1,8 @@
-"""Extract: the sources a run can read, each ending in the same StageResults.
+"""The Reddit API source, ending in the same StageResults as a dump.
 
-Dumps are staged chunk by chunk as they stream; API items are fetched per subreddit and kind,
-then staged through the same classifier, so quarantine, filters and raw keys behave alike.
+Dumps are staged chunk by chunk as they stream (tasks.extract.stage); API items are fetched per
+subreddit and kind (reddit_api/), then staged through the same classifier, so quarantine,
+filters and raw keys behave alike. Which source a run reads is tasks.run.source's choice.
 """
 
 from __future__ import annotations
