@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from tasks import settings
 from tasks.config import SUBREDDIT_INPUT_PATTERN, PipelineConfig, SourceName
 from tasks.core import interruption_of, reraise_as_interrupt
-from tasks.run import RebuildResult, build_engines, rebuild_from_lake
+from tasks.run import RebuildResult, build_engines, flow_run_id, open_state, rebuild_from_lake
 from tasks.state import RunRecord, StateStore
 
 # The sources whose watermarks a rebuild may rewrite ("auto" only picks one of them).
@@ -80,8 +80,6 @@ def reddit_rebuild(config: RebuildConfig | None = None) -> RebuildResult:
             and under `pipeline` the lake to read raw from and the engines and warehouse to
             rebuild into, as a pipeline run would use them.
     """
-    from tasks.run import flow_run_id, open_state
-
     config = config or RebuildConfig()
     log = get_run_logger()
     engines = build_engines(config.pipeline)
