@@ -1,20 +1,27 @@
-"""Helpers shared by the end-to-end tests: run the CLI, fingerprint a warehouse, write dumps."""
+"""Helpers shared by the tests: run the CLI or a Prefect server, fingerprint a warehouse, write
+dumps, the sample built once, an HTTP receiver, the config bounds probed."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import zstandard
 
 from tasks import settings
@@ -158,3 +165,114 @@ class Receiver:
 SAMPLE_SUBREDDITS = ["askhistorians", "dataengineering", "datascience", "python", "rust"]
 # Just after the sample's last item (2024-03-07), so the freshness checks pass.
 SAMPLE_NOW = datetime(2024, 3, 8, tzinfo=UTC)
+
+
+def latest_sample(name: str) -> dict[str, dict[str, Any]]:
+    """The sample's usable records, latest retrieval per id, read with plain json.loads."""
+    reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(
+        (settings.SAMPLE_DIR / name).open("rb")
+    )
+    latest: dict[str, dict[str, Any]] = {}
+    for line in io.TextIOWrapper(reader, encoding="utf-8"):
+        try:
+            record = json.loads(line)
+            float(record["created_utc"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(record, dict) or not record.get("id"):
+            continue
+        retrieved = record.get("retrieved_utc") or record.get("retrieved_on") or 0
+        current = latest.get(record["id"])
+        if current is None or retrieved > (
+            current.get("retrieved_utc") or current.get("retrieved_on") or 0
+        ):
+            latest[record["id"]] = record
+    return latest
+
+
+# Out of range: (field, value as a deployment parameter would carry it, whether the JSON schema
+# the Prefect server enforces refuses it too). A duration's upper bound is not in the schema
+# (pydantic writes none for a timedelta): the run refuses it when it starts.
+OUT_OF_RANGE = [
+    ("overlap", "-P1D", True),
+    ("overlap", "P8D", False),
+    ("refresh_max_age", "-PT1S", True),
+    ("refresh_max_age", "P31D", False),
+    ("reddit_rate_limit_wait", "PT0S", True),
+    ("reddit_rate_limit_wait", "-PT5M", True),
+    ("reddit_rate_limit_wait", "PT2H", False),
+    ("freshness_max_age", "PT0S", True),
+    ("freshness_max_age", "00:00:00", True),
+    ("state_lock_wait", "-PT1S", True),
+    ("state_lock_wait", "PT2H", False),
+    ("chunk_bytes", 1024, True),
+    ("chunk_bytes", 2**30 + 1, True),
+    ("slowdown_factor", 1.0, True),
+    ("slowdown_factor", 101.0, True),
+    ("slowdown_history", 2, True),
+    ("slowdown_history", 1001, True),
+]
+
+
+# The Prefect CLI of this environment.
+PREFECT = [sys.executable, "-m", "prefect"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def prefect_server(home: Path, timeout: float = 180) -> Iterator[dict[str, str]]:
+    """`prefect server start` on a free port with its own PREFECT_HOME; yields the environment
+    for child commands, and stops the server by its PID (its process group) afterwards."""
+    port = _free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_CLI_PROMPT": "false",
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen(
+        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env={k: v for k, v in env.items() if k != "PREFECT_API_URL"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()}")
+            try:
+                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server not healthy after {timeout}s")
+            time.sleep(0.5)
+        yield env
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """A command in the project folder with the given environment, its output captured."""
+    return subprocess.run(
+        args, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout
+    )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from test_deploy import prefect_server, run
+from helpers import prefect_server, run
 
 from flows.backfill import split_parts
 from flows.bootstrap import (

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from helpers import OUT_OF_RANGE
 from pydantic import ValidationError
 
 from tasks import settings
@@ -52,28 +53,6 @@ def test_the_cloud_engines_on_the_s3_lake_are_accepted() -> None:
     assert (config.process_engine, config.model_engine) == ("glue", "athena")
 
 
-# Out of range: (field, value as a deployment parameter would carry it, whether the JSON schema
-# the Prefect server enforces refuses it too). A duration's upper bound is not in the schema
-# (pydantic writes none for a timedelta): the run refuses it when it starts.
-OUT_OF_RANGE = [
-    ("overlap", "-P1D", True),
-    ("overlap", "P8D", False),
-    ("refresh_max_age", "-PT1S", True),
-    ("refresh_max_age", "P31D", False),
-    ("reddit_rate_limit_wait", "PT0S", True),
-    ("reddit_rate_limit_wait", "-PT5M", True),
-    ("reddit_rate_limit_wait", "PT2H", False),
-    ("freshness_max_age", "PT0S", True),
-    ("freshness_max_age", "00:00:00", True),
-    ("state_lock_wait", "-PT1S", True),
-    ("state_lock_wait", "PT2H", False),
-    ("chunk_bytes", 1024, True),
-    ("chunk_bytes", 2**30 + 1, True),
-    ("slowdown_factor", 1.0, True),
-    ("slowdown_factor", 101.0, True),
-    ("slowdown_history", 2, True),
-    ("slowdown_history", 1001, True),
-]
 IN_RANGE = [
     ("overlap", "PT0S"),
     ("overlap", "P7D"),

@@ -8,83 +8,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 import httpx
 import pytest
 import yaml
+from helpers import PREFECT, PROJECT_DIR, prefect_server, run
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-PREFECT = [sys.executable, "-m", "prefect"]
 # The pool the production deployments of prefect.yaml go to in these tests: a process pool no
 # worker polls, so their schedules (on, as in production) never start a run here.
 PRODUCTION_POOL = "reddit-production"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def prefect_server(home: Path, timeout: float = 180) -> Iterator[dict[str, str]]:
-    """`prefect server start` on a free port with its own PREFECT_HOME; yields the environment
-    for child commands, and stops the server by its PID (its process group) afterwards."""
-    port = _free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": api_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_CLI_PROMPT": "false",
-    }
-    home.mkdir(parents=True, exist_ok=True)
-    log = (home / "server.log").open("w")
-    server = subprocess.Popen(
-        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env={k: v for k, v in env.items() if k != "PREFECT_API_URL"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()}")
-            try:
-                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server not healthy after {timeout}s")
-            time.sleep(0.5)
-        yield env
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
-
-
-def run(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def deployments_in(path: Path) -> list[dict]:
@@ -334,7 +272,7 @@ def test_server_refuses_every_out_of_range_duration_and_size_of_a_deployment_run
 ) -> None:
     """Through the endpoint `prefect deployment run` and the Airflow bridge call; a negative
     overlap (-P1D) used to be accepted and silently dropped rows."""
-    from test_config import OUT_OF_RANGE
+    from helpers import OUT_OF_RANGE
 
     deployment_id = _deployment_id("reddit-pipeline/incremental", deployed)
     answers = {}

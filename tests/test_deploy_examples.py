@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 from fake_reddit import USER_AGENT, FakeReddit
-from test_deploy import PREFECT, PROJECT_DIR, prefect_server
+from helpers import PREFECT, PROJECT_DIR, prefect_server
 
 pytestmark = pytest.mark.e2e
 

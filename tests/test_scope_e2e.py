@@ -4,8 +4,6 @@ everything; an incremental API run does not warn about posts the warehouse holds
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import time
 from collections import Counter
@@ -15,40 +13,16 @@ from typing import Any
 
 import duckdb
 import pytest
-import zstandard
 from fake_reddit import USER_AGENT, FakeReddit
+from helpers import latest_sample
 
 from flows.backfill import reddit_backfill
 from flows.main import reddit_pipeline
-from tasks import settings
 from tasks.config import PipelineConfig
 
 pytestmark = pytest.mark.e2e
 
 SAMPLE_POSTS = 600
-
-
-def latest_sample(name: str) -> dict[str, dict[str, Any]]:
-    """The sample's usable records, latest retrieval per id, read with plain json.loads."""
-    reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(
-        (settings.SAMPLE_DIR / name).open("rb")
-    )
-    latest: dict[str, dict[str, Any]] = {}
-    for line in io.TextIOWrapper(reader, encoding="utf-8"):
-        try:
-            record = json.loads(line)
-            float(record["created_utc"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        if not isinstance(record, dict) or not record.get("id"):
-            continue
-        retrieved = record.get("retrieved_utc") or record.get("retrieved_on") or 0
-        current = latest.get(record["id"])
-        if current is None or retrieved > (
-            current.get("retrieved_utc") or current.get("retrieved_on") or 0
-        ):
-            latest[record["id"]] = record
-    return latest
 
 
 def _expected(subreddits: set[str]) -> dict[str, Any]:

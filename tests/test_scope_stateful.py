@@ -10,10 +10,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import latest_sample
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from test_scope_e2e import latest_sample
 
 from flows.main import reddit_pipeline
 from tasks.config import PipelineConfig
