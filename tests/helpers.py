@@ -172,15 +172,22 @@ def latest_sample(name: str) -> dict[str, dict[str, Any]]:
     reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(
         (settings.SAMPLE_DIR / name).open("rb")
     )
-    latest: dict[str, dict[str, Any]] = {}
+    records = []
     for line in io.TextIOWrapper(reader, encoding="utf-8"):
         try:
             record = json.loads(line)
             float(record["created_utc"])
         except (ValueError, KeyError, TypeError):
             continue
-        if not isinstance(record, dict) or not record.get("id"):
-            continue
+        if isinstance(record, dict) and record.get("id"):
+            records.append(record)
+    return latest_by_id(records)
+
+
+def latest_by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each id's record of the latest retrieval, as the marts keep it."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
         retrieved = record.get("retrieved_utc") or record.get("retrieved_on") or 0
         current = latest.get(record["id"])
         if current is None or retrieved > (

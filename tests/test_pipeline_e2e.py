@@ -13,7 +13,15 @@ from typing import Any
 import duckdb
 import pytest
 import zstandard
-from helpers import dump_post, path_args, run_cli, warehouse_checksums, watermarks, write_dump
+from helpers import (
+    dump_post,
+    latest_by_id,
+    path_args,
+    run_cli,
+    warehouse_checksums,
+    watermarks,
+    write_dump,
+)
 
 from flows.main import reddit_pipeline
 from tasks import settings
@@ -40,18 +48,6 @@ def _sample_records(name: str) -> list[dict[str, Any]]:
     return records
 
 
-def _latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    latest: dict[str, dict[str, Any]] = {}
-    for record in records:
-        retrieved = record.get("retrieved_utc") or record.get("retrieved_on") or 0
-        current = latest.get(record["id"])
-        if current is None or retrieved > (
-            current.get("retrieved_utc") or current.get("retrieved_on") or 0
-        ):
-            latest[record["id"]] = record
-    return latest
-
-
 def _expected_daily() -> dict[tuple[str, str], dict[str, Any]]:
     from datetime import UTC, datetime
 
@@ -59,7 +55,7 @@ def _expected_daily() -> dict[tuple[str, str], dict[str, Any]]:
         lambda: {"posts": 0, "comments": 0, "authors": set(), "post_scores": []}
     )
     for name, kind in (("RS_2024-03.zst", "posts"), ("RC_2024-03.zst", "comments")):
-        for record in _latest(_sample_records(name)).values():
+        for record in latest_by_id(_sample_records(name)).values():
             day = datetime.fromtimestamp(record["_created"], UTC).strftime("%Y-%m-%d")
             entry = days[(record["subreddit"].lower(), day)]
             entry[kind] += 1
@@ -90,8 +86,8 @@ def test_sample_run_figures_equal_those_computed_from_the_sample_files(
     }
     con.close()
 
-    assert counts["posts"] == len(_latest(_sample_records("RS_2024-03.zst")))
-    assert counts["comments"] == len(_latest(_sample_records("RC_2024-03.zst")))
+    assert counts["posts"] == len(latest_by_id(_sample_records("RS_2024-03.zst")))
+    assert counts["comments"] == len(latest_by_id(_sample_records("RC_2024-03.zst")))
     assert {(r[0], r[1]) for r in rows} == set(expected)
     for subreddit, day, posts, comments, authors, mean_score, median_score in rows:
         want = expected[(subreddit, day)]
@@ -113,7 +109,7 @@ def test_recrawled_post_keeps_the_latest_retrieved_version(
         seen[record["id"]] += 1
     recrawled = [i for i, n in seen.items() if n > 1]
     assert recrawled, "the sample should hold re-crawled posts"
-    latest = _latest(records)
+    latest = latest_by_id(records)
     con = duckdb.connect(str(paths["warehouse_path"]), read_only=True)
     for post_id in recrawled:
         score = con.execute("select score from posts where id = ?", [post_id]).fetchone()[0]

@@ -43,6 +43,15 @@ def _post(n: int, created: float) -> dict:
     }
 
 
+def _one_day_hours(now: float) -> tuple[float, float]:
+    """Two moments an hour apart, in the last hours and in one UTC day: the model rebuilds whole
+    days, so two runs' posts meet in one mart only if they share a day (now - 2 h and now - 1 h
+    straddle midnight between 00:00 and 02:00 UTC)."""
+    midnight = now - now % 86400
+    first = now - 7200 if now - 7200 >= midnight else midnight - 7200
+    return first, first + 3600
+
+
 def _quality_artifact(flow_run_id: UUID) -> list[dict[str, Any]]:
     """The rows of the run's `reddit-pipeline-quality` table artifact, from the Prefect API."""
     from prefect import get_client
@@ -187,10 +196,10 @@ def test_damage_between_model_and_check_fails_the_flow_and_names_the_check(
     expected: str,
 ) -> None:
     """The real flow; only the curated posts the model wrote are damaged before the check."""
-    now = time.time()
+    first_hour, second_hour = _one_day_hours(time.time())
     config = {"source": "dump", "subreddits": ["python"], **paths}
     first = write_dump(
-        tmp_path / "a" / "python_submissions.zst", [_post(i, now - 7200 + i) for i in range(5)]
+        tmp_path / "a" / "python_submissions.zst", [_post(i, first_hour + i) for i in range(5)]
     )
     reddit_pipeline(PipelineConfig(dump_paths=[first], **config))
     tables, marks = warehouse_checksums(paths["warehouse_path"]), watermarks(paths["state_path"])
@@ -204,7 +213,7 @@ def test_damage_between_model_and_check_fails_the_flow_and_names_the_check(
 
     monkeypatch.setattr(tasks.run.engines, "model_task", model_then_damage)
     second = write_dump(
-        tmp_path / "b" / "python_submissions.zst", [_post(i, now - 3600 + i) for i in range(5, 9)]
+        tmp_path / "b" / "python_submissions.zst", [_post(i, second_hour + i) for i in range(5, 9)]
     )
     state = reddit_pipeline(PipelineConfig(dump_paths=[second], **config), return_state=True)
 
@@ -263,7 +272,7 @@ def test_the_flow_checks_on_postgresql_when_told_and_stops_the_load_there(
     server and Soda's PostgreSQL data source finds the damage there."""
     import psycopg
 
-    now = time.time()
+    first_hour, second_hour = _one_day_hours(time.time())
     config = {
         "source": "dump",
         "subreddits": ["python"],
@@ -273,7 +282,7 @@ def test_the_flow_checks_on_postgresql_when_told_and_stops_the_load_there(
         **paths,
     }
     first = write_dump(
-        tmp_path / "a" / "python_submissions.zst", [_post(i, now - 7200 + i) for i in range(5)]
+        tmp_path / "a" / "python_submissions.zst", [_post(i, first_hour + i) for i in range(5)]
     )
     assert reddit_pipeline(PipelineConfig(dump_paths=[first], **config)).status == "completed"
     real_model_task = tasks.run.engines.model_task
@@ -285,7 +294,7 @@ def test_the_flow_checks_on_postgresql_when_told_and_stops_the_load_there(
 
     monkeypatch.setattr(tasks.run.engines, "model_task", model_then_damage)
     second = write_dump(
-        tmp_path / "b" / "python_submissions.zst", [_post(i, now - 3600 + i) for i in range(5, 9)]
+        tmp_path / "b" / "python_submissions.zst", [_post(i, second_hour + i) for i in range(5, 9)]
     )
     with pytest.raises(QualityGateFailed) as failure:
         reddit_pipeline(PipelineConfig(dump_paths=[second], **config))
