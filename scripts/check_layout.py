@@ -27,7 +27,7 @@ SHARED_TASK_MODULES = {"__init__", "settings", "config"}
 STAGES = ("core", "lake", "state", "process", "extract", "model", "quality", "load", "ops")
 MAY_IMPORT: dict[str, set[str]] = {
     "tasks.core": set(),
-    "tasks.lake": set(),
+    "tasks.lake": {"tasks.core"},
     "tasks.state": {"tasks.core", "tasks.lake"},
     "tasks.process": {"tasks.core", "tasks.lake"},
     "tasks.extract.reddit_api": set(),

@@ -2,11 +2,12 @@
 batch-id rules (keys), the raw layer's codecs, and the bucket's versioning and lifecycle setup
 (`python -m tasks.lake.setup`).
 
-Imports tasks.settings only.
+Imports tasks.settings and tasks.core.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tasks.core import lazy_names
 from tasks.lake.base import Lake, readable_path
 from tasks.lake.keys import (
     RECORD_SUBREDDIT_PATTERN,
@@ -46,15 +47,5 @@ __all__ = [
     "source_of_batch",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """The S3 lake imports boto3 (a third of a second): loaded when first asked for, so a
-    local run never pays for it."""
-    if name in (
-        "S3Lake",
-        "S3LakeSettings",
-    ):
-        from tasks.lake import s3
-
-        return getattr(s3, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The cloud engines load on first use (tasks.core.lazy).
+__getattr__ = lazy_names(__name__, {"S3Lake": "s3", "S3LakeSettings": "s3"})

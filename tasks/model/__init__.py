@@ -4,8 +4,9 @@ the same SQL in Athena's dialect, and the translation between them (dialects).
 Imports tasks.core, tasks.lake and tasks.process.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tasks.core import lazy_names
 from tasks.model.duckdb_engine import MART_MODELS, ModelResult, model_task, register_processed
 
 if TYPE_CHECKING:
@@ -22,16 +23,7 @@ __all__ = [
     "register_processed",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """The Athena engine and the dialects import sqlglot (and Athena prefect-aws): loaded
-    when first asked for, so a local run never pays for them."""
-    if name in ("AthenaRunner", "model_athena_task"):
-        from tasks.model import athena
-
-        return getattr(athena, name)
-    if name == "model_schemas":
-        from tasks.model import dialects
-
-        return dialects.model_schemas
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The cloud engines load on first use (tasks.core.lazy).
+__getattr__ = lazy_names(
+    __name__, {"AthenaRunner": "athena", "model_athena_task": "athena", "model_schemas": "dialects"}
+)

@@ -4,8 +4,9 @@ and the restoring of processed days that expired.
 Imports tasks.core and tasks.lake.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tasks.core import lazy_names
 from tasks.process.complete_days import restore_missing_processed
 from tasks.process.duckdb_engine import (
     ProcessResult,
@@ -32,16 +33,7 @@ __all__ = [
     "stop_runs_of_flow_run",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """The Glue engine imports boto3 and prefect-aws: loaded when first asked for, so a
-    local run never pays for them."""
-    if name in (
-        "glue_client",
-        "process_glue_task",
-        "stop_runs_of_flow_run",
-    ):
-        from tasks.process import glue
-
-        return getattr(glue, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The cloud engines load on first use (tasks.core.lazy).
+__getattr__ = lazy_names(
+    __name__, {"glue_client": "glue", "process_glue_task": "glue", "stop_runs_of_flow_run": "glue"}
+)
